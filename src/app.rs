@@ -1,0 +1,149 @@
+//! Wiring: configuration → store → hub → listeners. Used by `msngate serve`
+//! and by the integration tests, which run the real server in-process.
+
+use crate::config::Config;
+use crate::core::accounts::Accounts;
+use crate::core::hashing::PasswordHasher;
+use crate::core::hub::{Hub, HubSettings};
+use crate::server::{self, Context, Role};
+use crate::store::Store;
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Opens the store and builds the hub (no listeners): what the `user`
+/// commands need as well as the server.
+pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact(&config.database.url)))?;
+    let hasher = PasswordHasher::new(config.auth.max_concurrent_hashes, config.auth.argon2_memory_kib, config.auth.argon2_iterations)?;
+    let accounts = Accounts::new(store.clone(), hasher, config.auth.legacy_md5_login);
+    let settings = HubSettings {
+        max_queued_events: config.msn.max_queued_events,
+        max_contacts: config.msn.max_contacts,
+        ticket_lifetime: Duration::from_secs(config.auth.ticket_lifetime_secs),
+        cookie_lifetime: Duration::from_secs(config.msn.cookie_lifetime_secs),
+        max_participants: config.msn.max_participants,
+    };
+    Ok(Arc::new(Hub::new(store, accounts, settings)))
+}
+
+/// Hides the password in a database URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A running server.
+pub struct Running {
+    pub hub: Arc<Hub>,
+    pub config: Arc<Config>,
+    pub notification_addr: SocketAddr,
+    pub dispatch_addr: Option<SocketAddr>,
+    pub switchboard_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, tells every client (`OUT SSD`), and waits up to
+    /// `grace` for connections to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        for session in self.hub.sessions() {
+            let _ = session.outbox.push(crate::core::events::SessionEvent::Disconnect(
+                crate::core::events::DisconnectReason::ServerShutdown,
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for task in self.tasks {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
+        let wait_for_sessions = async {
+            while self.hub.online_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, wait_for_sessions).await;
+    }
+}
+
+/// Binds every listener and starts serving. Port 0 in the configuration
+/// means "any free port"; the addresses clients are told use the bound ports.
+pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    let hub = build_hub(&config).await?;
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    };
+    let main_listener = bind(config.msn.listen).await?;
+    let main_addr = main_listener.local_addr()?;
+    config.msn.listen = main_addr;
+    let notification_listener = match config.msn.notification_listen {
+        Some(addr) if config.msn.dispatch_redirect => {
+            let l = bind(addr).await?;
+            config.msn.notification_listen = Some(l.local_addr()?);
+            Some(l)
+        }
+        _ => None,
+    };
+    let sb_listener = bind(config.msn.switchboard_listen).await?;
+    config.msn.switchboard_listen = sb_listener.local_addr()?;
+    let http_listener = std::net::TcpListener::bind(config.http.listen).with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    http_listener.set_nonblocking(true)?;
+    config.http.listen = http_listener.local_addr()?;
+
+    let config = Arc::new(config);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ctx = Context { config: config.clone(), hub: hub.clone(), shutdown: shutdown_rx.clone() };
+    let mut tasks = Vec::new();
+
+    let (notification_addr, dispatch_addr) = match notification_listener {
+        Some(ns) => {
+            let ns_addr = ns.local_addr()?;
+            tasks.push(tokio::spawn(server::accept_loop(main_listener, ctx.clone(), |s, p, c| {
+                server::notification::handle(s, p, c, Role::Dispatch)
+            })));
+            tasks.push(tokio::spawn(server::accept_loop(ns, ctx.clone(), |s, p, c| {
+                server::notification::handle(s, p, c, Role::Notification)
+            })));
+            (ns_addr, Some(main_addr))
+        }
+        None => {
+            tasks.push(tokio::spawn(server::accept_loop(main_listener, ctx.clone(), |s, p, c| {
+                server::notification::handle(s, p, c, Role::Notification)
+            })));
+            (main_addr, None)
+        }
+    };
+    let switchboard_addr = config.msn.switchboard_listen;
+    tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
+
+    let http_addr = config.http.listen;
+    let router = server::passport::router(hub.clone(), config.clone());
+    let mut http_shutdown = shutdown_rx.clone();
+    let tls = config.http.tls.clone();
+    tasks.push(tokio::spawn(async move {
+        let stop = async move {
+            let _ = http_shutdown.changed().await;
+        };
+        if let Err(e) = server::passport::serve(http_listener, router, tls.as_ref(), stop).await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    }));
+
+    tracing::info!(%notification_addr, ?dispatch_addr, %switchboard_addr, %http_addr,
+        advertised_switchboard = %config.switchboard_address(), "msngate listening");
+    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, shutdown: shutdown_tx, tasks })
+}

@@ -1,0 +1,405 @@
+//! Configuration: YAML file, then `MSNGATE__SECTION__KEY` environment
+//! overrides, then validation. Every refusal names the key's path.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub msn: MsnConfig,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MsnConfig {
+    /// Dispatch + notification listener.
+    pub listen: SocketAddr,
+    /// Switchboard listener.
+    pub switchboard_listen: SocketAddr,
+    /// Host (name or address) that XFR and RNG advertise.
+    pub public_host: String,
+    /// `host:port` of the switchboard as clients must dial it; defaults to
+    /// `public_host` with the port of `switchboard_listen`.
+    pub switchboard_public: Option<String>,
+    /// Whether the dispatch role answers `USR … I` with `XFR NS` and closes,
+    /// as the original dispatch servers did. Off: the same connection carries on.
+    pub dispatch_redirect: bool,
+    /// Separate notification listener, required when `dispatch_redirect` is on
+    /// (the dispatch role on `listen` then only redirects here).
+    pub notification_listen: Option<SocketAddr>,
+    /// `host:port` that `XFR NS` names; defaults to `public_host` with the
+    /// port of `notification_listen` (or `listen`).
+    pub notification_public: Option<String>,
+    /// Seconds a connection may take to sign in before it is closed.
+    pub login_timeout_secs: u64,
+    /// Seconds of client silence (no PNG, no command) after which a signed-in
+    /// notification session is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a switchboard connection may stay without USR/ANS.
+    pub switchboard_auth_timeout_secs: u64,
+    /// Seconds of no messages after which a switchboard participant is removed.
+    pub switchboard_idle_timeout_secs: u64,
+    /// Seconds an XFR SB / RNG cookie stays valid.
+    pub cookie_lifetime_secs: u64,
+    /// Send CHL challenges (MSNP6+) after sign-in and check the QRY answers.
+    pub challenges: bool,
+    /// Seconds a client has to answer a CHL.
+    pub challenge_timeout_secs: u64,
+    /// Largest switchboard MSG payload accepted (official clients never exceed 1664).
+    pub max_message_bytes: usize,
+    /// Most list/property/status changes per session within `rate_window_secs`
+    /// before the server answers 800 instead of acting.
+    pub rate_limit_changes: u32,
+    pub rate_window_secs: u64,
+    /// Most entries on a forward list.
+    pub max_contacts: usize,
+    /// Most participants in one switchboard session.
+    pub max_participants: usize,
+    /// Events queued for one client that is not reading before its connection
+    /// is closed (and the sender told, where there is one).
+    pub max_queued_events: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Passport (nexus, login, RST) and operations listener.
+    pub listen: SocketAddr,
+    /// Base URL the nexus advertises as `DALogin` (scheme, host and optional port).
+    pub public_url: String,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user:pass@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Keep an MD5 password-equivalent so MSN 1.0–4.7 (MSNP2–7) can sign in.
+    pub legacy_md5_login: bool,
+    /// Seconds a Passport ticket stays valid.
+    pub ticket_lifetime_secs: u64,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    pub argon2_iterations: u32,
+    /// Most password hashes computed at once; the rest wait their turn.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `msngate=debug`.
+    pub level: String,
+}
+
+impl Default for MsnConfig {
+    fn default() -> Self {
+        MsnConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1863)),
+            switchboard_listen: SocketAddr::from(([0, 0, 0, 0], 1864)),
+            public_host: "127.0.0.1".into(),
+            switchboard_public: None,
+            dispatch_redirect: false,
+            notification_listen: None,
+            notification_public: None,
+            login_timeout_secs: 60,
+            idle_timeout_secs: 180,
+            switchboard_auth_timeout_secs: 60,
+            switchboard_idle_timeout_secs: 900,
+            cookie_lifetime_secs: 120,
+            challenges: true,
+            challenge_timeout_secs: 60,
+            max_message_bytes: msnp::codec::MAX_SWITCHBOARD_PAYLOAD,
+            rate_limit_changes: 60,
+            rate_window_secs: 10,
+            max_contacts: 1000,
+            max_participants: 20,
+            max_queued_events: 50_000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            tls: None,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite://data/msngate.db".into(), max_connections: 8 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            legacy_md5_login: true,
+            ticket_lifetime_secs: 300,
+            // 16 MiB, 2 passes: above OWASP's 19 MiB/2 minimum in time-memory
+            // product terms is not the aim; bounded memory under a storm is.
+            // With max_concurrent_hashes = 2 a storm costs at most 32 MiB.
+            argon2_memory_kib: 16 * 1024,
+            argon2_iterations: 2,
+            max_concurrent_hashes: 2,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            msn: MsnConfig::default(),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A configuration refused at start, with the path of the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: invalid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+const ENV_PREFIX: &str = "MSNGATE__";
+
+impl Config {
+    /// Loads `file` (or the built-in defaults when `None`), applies the
+    /// environment overrides from `env` and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                let value: yaml_serde::Value = yaml_serde::from_str(&text)
+                    .map_err(|e| ConfigError::Yaml { path: path.display().to_string(), message: e.to_string() })?;
+                if value.is_null() { yaml_serde::Value::Mapping(Default::default()) } else { value }
+            }
+            None => yaml_serde::Value::Mapping(Default::default()),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut tree, &path, &value).map_err(|reason| ConfigError::Invalid { key: name.clone(), reason })?;
+        }
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { "(top level)".to_string() } else { key };
+            ConfigError::Invalid { key, reason: e.into_inner().to_string() }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| Err(ConfigError::Invalid { key: key.into(), reason: reason.into() });
+        if self.msn.public_host.is_empty() || self.msn.public_host.contains([' ', ':', '/']) {
+            return invalid("msn.public_host", "must be a bare host name or IPv4 address");
+        }
+        for (key, value) in [
+            ("msn.switchboard_public", &self.msn.switchboard_public),
+            ("msn.notification_public", &self.msn.notification_public),
+        ] {
+            if let Some(v) = value {
+                if !is_host_port(v) {
+                    return invalid(key, "must be host:port");
+                }
+            }
+        }
+        if self.msn.dispatch_redirect && self.msn.notification_listen.is_none() {
+            return invalid("msn.notification_listen", "required when msn.dispatch_redirect is true");
+        }
+        if !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://")) {
+            return invalid("http.public_url", "must start with http:// or https://");
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return invalid("database.url", "must be sqlite://… or postgres://…");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.auth.max_concurrent_hashes == 0 {
+            return invalid("auth.max_concurrent_hashes", "must be at least 1");
+        }
+        if self.auth.argon2_memory_kib < 1024 {
+            return invalid("auth.argon2_memory_kib", "must be at least 1024 (1 MiB)");
+        }
+        if self.auth.argon2_iterations == 0 {
+            return invalid("auth.argon2_iterations", "must be at least 1");
+        }
+        if self.auth.ticket_lifetime_secs == 0 {
+            return invalid("auth.ticket_lifetime_secs", "must be at least 1");
+        }
+        if self.msn.max_message_bytes < 256 || self.msn.max_message_bytes > 1 << 20 {
+            return invalid("msn.max_message_bytes", "must be between 256 and 1048576");
+        }
+        if self.msn.max_participants < 2 {
+            return invalid("msn.max_participants", "must be at least 2");
+        }
+        if self.msn.max_queued_events < 100 {
+            return invalid("msn.max_queued_events", "must be at least 100");
+        }
+        if self.msn.rate_window_secs == 0 {
+            return invalid("msn.rate_window_secs", "must be at least 1");
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid("log.level", &e.to_string());
+        }
+        Ok(())
+    }
+
+    /// `host:port` that XFR SB and RNG hand out.
+    pub fn switchboard_address(&self) -> String {
+        self.msn
+            .switchboard_public
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.msn.public_host, self.msn.switchboard_listen.port()))
+    }
+
+    /// `host:port` that XFR NS hands out.
+    pub fn notification_address(&self) -> String {
+        self.msn
+            .notification_public
+            .clone()
+            .unwrap_or_else(|| {
+                let port = self.msn.notification_listen.unwrap_or(self.msn.listen).port();
+                format!("{}:{}", self.msn.public_host, port)
+            })
+    }
+}
+
+fn is_host_port(v: &str) -> bool {
+    match v.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+/// Sets `path` in the YAML tree to `raw`, parsed as a YAML scalar so that
+/// numbers and booleans keep their type.
+fn set_path(tree: &mut yaml_serde::Value, path: &[String], raw: &str) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".into());
+    };
+    if path.iter().any(String::is_empty) {
+        return Err("empty path segment".into());
+    }
+    let mut node = tree;
+    for key in parents {
+        let map = node.as_mapping_mut().ok_or_else(|| format!("{key}: parent is not a mapping"))?;
+        node = map
+            .entry(yaml_serde::Value::String(key.clone()))
+            .or_insert_with(|| yaml_serde::Value::Mapping(Default::default()));
+    }
+    let map = node.as_mapping_mut().ok_or_else(|| format!("{last}: parent is not a mapping"))?;
+    let value = match yaml_serde::from_str::<yaml_serde::Value>(raw) {
+        Ok(v @ (yaml_serde::Value::Bool(_) | yaml_serde::Value::Number(_) | yaml_serde::Value::Null)) => v,
+        _ => yaml_serde::Value::String(raw.to_string()),
+    };
+    map.insert(yaml_serde::Value::String(last.clone()), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_apply_without_a_file() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.msn.listen.to_string(), "0.0.0.0:1863");
+        assert_eq!(c.msn.switchboard_listen.port(), 1864);
+        assert_eq!(c.http.listen.port(), 8080);
+        assert!(c.database.url.starts_with("sqlite:"));
+        assert_eq!(c.switchboard_address(), "127.0.0.1:1864");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        let err = load_str("msn:\n  lisen: 1.2.3.4:1\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("msn"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+        let err = load_str("bogus: 1\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_path() {
+        let err = load_str("msn:\n  listen: not-an-address\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("msn.listen:"), "{err}");
+        let err = load_str("database:\n  url: mysql://x\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("database.url:"), "{err}");
+        let err = load_str("msn:\n  switchboard_public: nohost\n", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("msn.switchboard_public:"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load_str(
+            "msn:\n  listen: 127.0.0.1:1000\n",
+            &[
+                ("MSNGATE__MSN__LISTEN", "127.0.0.1:1863"),
+                ("MSNGATE__MSN__DISPATCH_REDIRECT", "true"),
+                ("MSNGATE__DATABASE__URL", "sqlite://x.db"),
+                ("UNRELATED", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.msn.listen.to_string(), "127.0.0.1:1863");
+        assert!(c.msn.dispatch_redirect);
+        assert_eq!(c.database.url, "sqlite://x.db");
+        let err = load_str("", &[("MSNGATE__MSN__NOPE", "1")]).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,331 @@
+//! Conversations: the chat rooms behind switchboard sessions (and, for the
+//! bridges, behind Matrix rooms and IRC queries).
+
+use crate::core::outbox::{Outbox, PushError};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub handle: Arc<str>,
+    pub friendly_name: Arc<str>,
+    pub capabilities: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConversationEvent {
+    Joined(Arc<ParticipantInfo>),
+    Left { handle: Arc<str>, removed_by_server: bool },
+    /// A message in MIME form, relayed byte for byte between MSN endpoints.
+    Message { from: Arc<ParticipantInfo>, payload: Bytes },
+}
+
+pub type EndpointOutbox = Arc<Outbox<ConversationEvent>>;
+
+struct Participant {
+    endpoint: u64,
+    info: Arc<ParticipantInfo>,
+    outbox: EndpointOutbox,
+}
+
+#[derive(Default)]
+struct State {
+    participants: Vec<Participant>,
+    invited: HashMap<Arc<str>, Instant>,
+    closed: bool,
+}
+
+pub struct Conversation {
+    pub id: u32,
+    state: Mutex<State>,
+    max_participants: usize,
+    invitation_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    #[error("already in the conversation or already invited")]
+    AlreadyThere,
+    #[error("the conversation is full")]
+    Full,
+    #[error("the conversation has ended")]
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("the conversation has ended")]
+    Closed,
+    #[error("the conversation is full")]
+    Full,
+}
+
+/// What happened to one relayed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    pub delivered: usize,
+    pub failed: usize,
+}
+
+impl Delivery {
+    /// Delivered to every other participant, and there was at least one.
+    pub fn complete(self) -> bool {
+        self.failed == 0 && self.delivered > 0
+    }
+}
+
+impl Conversation {
+    /// Adds a participant; returns the others (for the roster the newcomer is
+    /// shown) and tells each of them that the newcomer joined.
+    pub fn join(&self, endpoint: u64, info: Arc<ParticipantInfo>, outbox: EndpointOutbox, require_existing: bool)
+        -> Result<Vec<Arc<ParticipantInfo>>, JoinError> {
+        let mut state = self.state.lock();
+        if state.closed || (require_existing && state.participants.is_empty()) {
+            return Err(JoinError::Closed);
+        }
+        if state.participants.len() >= self.max_participants {
+            return Err(JoinError::Full);
+        }
+        state.invited.remove(&info.handle);
+        let others: Vec<Arc<ParticipantInfo>> = state.participants.iter().map(|p| p.info.clone()).collect();
+        for p in &state.participants {
+            // A full outbox closes that participant's connection, which then leaves.
+            let _ = p.outbox.push(ConversationEvent::Joined(info.clone()));
+        }
+        state.participants.push(Participant { endpoint, info, outbox });
+        Ok(others)
+    }
+
+    /// Removes a participant; returns true when nobody is left (the
+    /// conversation is then closed for good).
+    pub fn leave(&self, endpoint: u64, removed_by_server: bool) -> bool {
+        let mut state = self.state.lock();
+        let Some(index) = state.participants.iter().position(|p| p.endpoint == endpoint) else {
+            return state.participants.is_empty();
+        };
+        let gone = state.participants.remove(index);
+        for p in &state.participants {
+            let _ = p.outbox.push(ConversationEvent::Left { handle: gone.info.handle.clone(), removed_by_server });
+        }
+        if state.participants.is_empty() {
+            state.closed = true;
+            state.invited.clear();
+        }
+        state.closed
+    }
+
+    /// Records an invitation of `handle`, refusing duplicates.
+    pub fn invite(&self, handle: &Arc<str>) -> Result<(), InviteError> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(InviteError::Closed);
+        }
+        let now = Instant::now();
+        let lifetime = self.invitation_lifetime;
+        state.invited.retain(|_, at| now.duration_since(*at) < lifetime);
+        if state.participants.iter().any(|p| p.info.handle == *handle) || state.invited.contains_key(handle) {
+            return Err(InviteError::AlreadyThere);
+        }
+        if state.participants.len() + state.invited.len() >= self.max_participants {
+            return Err(InviteError::Full);
+        }
+        state.invited.insert(handle.clone(), now);
+        Ok(())
+    }
+
+    /// Queues a message for every participant but the sender (or, with
+    /// `only_to`, for that participant alone).
+    pub fn relay(&self, from_endpoint: u64, from: &Arc<ParticipantInfo>, payload: &Bytes, only_to: Option<&str>) -> Delivery {
+        let state = self.state.lock();
+        let mut delivery = Delivery::default();
+        for p in state.participants.iter().filter(|p| p.endpoint != from_endpoint) {
+            if only_to.is_some_and(|h| !p.info.handle.eq_ignore_ascii_case(h)) {
+                continue;
+            }
+            match p.outbox.push(ConversationEvent::Message { from: from.clone(), payload: payload.clone() }) {
+                Ok(()) => delivery.delivered += 1,
+                Err(PushError::Closed | PushError::Overflow) => delivery.failed += 1,
+            }
+        }
+        delivery
+    }
+
+    pub fn participants(&self) -> Vec<Arc<ParticipantInfo>> {
+        self.state.lock().participants.iter().map(|p| p.info.clone()).collect()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+}
+
+/// What a switchboard cookie admits its holder to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookiePurpose {
+    /// Start a new conversation (`XFR SB`, then `USR`).
+    Create,
+    /// Join an existing one after an invitation (`RNG`, then `ANS`).
+    Join { conversation_id: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    #[error("unknown or already used cookie")]
+    Unknown,
+    #[error("cookie expired")]
+    Expired,
+    #[error("cookie issued to another user")]
+    WrongUser,
+}
+
+struct Grant {
+    handle: Arc<str>,
+    purpose: CookiePurpose,
+    /// Front-end data handed back on redemption (the MSN server keeps the
+    /// client's dialect here, since switchboards have no `VER`).
+    context: u32,
+    expires: Instant,
+}
+
+/// A redeemed cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub purpose: CookiePurpose,
+    pub context: u32,
+}
+
+/// Every live conversation and every outstanding cookie.
+pub struct Conversations {
+    rooms: RwLock<HashMap<u32, Arc<Conversation>>>,
+    cookies: Mutex<HashMap<String, Grant>>,
+    next_id: AtomicU32,
+    next_endpoint: AtomicU64,
+    cookie_lifetime: Duration,
+    max_participants: usize,
+}
+
+impl Conversations {
+    pub fn new(cookie_lifetime: Duration, max_participants: usize) -> Conversations {
+        Conversations {
+            rooms: RwLock::new(HashMap::new()),
+            cookies: Mutex::new(HashMap::new()),
+            next_id: AtomicU32::new(rand::random::<u32>() % 1_000_000_000 + 10_000_000),
+            next_endpoint: AtomicU64::new(1),
+            cookie_lifetime,
+            max_participants,
+        }
+    }
+
+    pub fn new_endpoint_id(&self) -> u64 {
+        self.next_endpoint.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Issues an unguessable (128-bit), single-use, expiring cookie for `handle`.
+    pub fn issue_cookie(&self, handle: Arc<str>, purpose: CookiePurpose, context: u32) -> String {
+        let cookie = format!("{}.{}", rand::random::<u64>(), rand::random::<u64>());
+        let now = Instant::now();
+        let mut cookies = self.cookies.lock();
+        if cookies.len() > 4096 {
+            cookies.retain(|_, g| g.expires > now);
+        }
+        cookies.insert(cookie.clone(), Grant { handle, purpose, context, expires: now + self.cookie_lifetime });
+        cookie
+    }
+
+    /// Consumes a cookie presented by `handle`.
+    pub fn redeem_cookie(&self, cookie: &str, handle: &str) -> Result<Admission, CookieError> {
+        let mut cookies = self.cookies.lock();
+        let grant = cookies.get(cookie).ok_or(CookieError::Unknown)?;
+        if grant.expires <= Instant::now() {
+            cookies.remove(cookie);
+            return Err(CookieError::Expired);
+        }
+        if !grant.handle.eq_ignore_ascii_case(handle) {
+            return Err(CookieError::WrongUser);
+        }
+        let admission = Admission { purpose: grant.purpose, context: grant.context };
+        cookies.remove(cookie);
+        Ok(admission)
+    }
+
+    pub fn create(&self) -> Arc<Conversation> {
+        let mut rooms = self.rooms.write();
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        while rooms.contains_key(&id) {
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let room = Arc::new(Conversation {
+            id,
+            state: Mutex::new(State::default()),
+            max_participants: self.max_participants,
+            invitation_lifetime: self.cookie_lifetime,
+        });
+        rooms.insert(id, room.clone());
+        room
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<Conversation>> {
+        self.rooms.read().get(&id).cloned()
+    }
+
+    /// Forgets a conversation once it has closed.
+    pub fn forget_if_closed(&self, id: u32) {
+        let mut rooms = self.rooms.write();
+        if rooms.get(&id).is_some_and(|r| r.is_closed()) {
+            rooms.remove(&id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(h: &str) -> Arc<ParticipantInfo> {
+        Arc::new(ParticipantInfo { handle: h.into(), friendly_name: h.into(), capabilities: 0 })
+    }
+
+    #[test]
+    fn cookies_are_single_use_and_bound() {
+        let c = Conversations::new(Duration::from_secs(60), 4);
+        let cookie = c.issue_cookie("alice@x.com".into(), CookiePurpose::Create, 9);
+        assert_eq!(c.redeem_cookie(&cookie, "bob@x.com"), Err(CookieError::WrongUser));
+        assert_eq!(c.redeem_cookie(&cookie, "ALICE@x.com"), Ok(Admission { purpose: CookiePurpose::Create, context: 9 }));
+        assert_eq!(c.redeem_cookie(&cookie, "alice@x.com"), Err(CookieError::Unknown));
+        let short = Conversations::new(Duration::from_millis(0), 4);
+        let cookie = short.issue_cookie("alice@x.com".into(), CookiePurpose::Create, 0);
+        assert_eq!(short.redeem_cookie(&cookie, "alice@x.com"), Err(CookieError::Expired));
+    }
+
+    #[test]
+    fn relay_reaches_others_and_reports_failures() {
+        let c = Conversations::new(Duration::from_secs(60), 4);
+        let room = c.create();
+        let (a, b, d) = (Arc::new(Outbox::new(100)), Arc::new(Outbox::new(100)), Arc::new(Outbox::new(100)));
+        room.join(1, info("a@x.com"), a.clone(), false).unwrap();
+        assert_eq!(room.join(2, info("b@x.com"), b.clone(), true).unwrap().len(), 1);
+        room.join(3, info("d@x.com"), d.clone(), true).unwrap();
+        let payload = Bytes::from_static(b"hi");
+        assert_eq!(room.relay(1, &info("a@x.com"), &payload, None), Delivery { delivered: 2, failed: 0 });
+        d.close();
+        assert_eq!(room.relay(1, &info("a@x.com"), &payload, None), Delivery { delivered: 1, failed: 1 });
+        assert_eq!(room.invite(&"b@x.com".into()), Err(InviteError::AlreadyThere));
+        assert!(!room.leave(2, false));
+        assert!(!room.leave(3, false));
+        assert!(room.leave(1, false));
+        assert!(room.is_closed());
+        assert_eq!(room.join(4, info("e@x.com"), Arc::new(Outbox::new(1)), true), Err(JoinError::Closed));
+    }
+}

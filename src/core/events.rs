@@ -1,0 +1,37 @@
+//! Events delivered to a signed-in user's session.
+
+use crate::core::presence::Presence;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A watched contact is present or changed name, status, capabilities or avatar.
+    ContactPresence(Arc<Presence>),
+    /// A watched contact's personal message changed (presence unchanged).
+    ContactPersonalMessage(Arc<Presence>),
+    /// A watched contact went offline, hid, or blocked the user.
+    ContactOffline(Arc<str>),
+    /// Someone put the user on their forward list.
+    AddedBy { handle: Arc<str>, friendly_name: Arc<str>, list_version: i64 },
+    /// Someone removed the user from their forward list.
+    RemovedBy { handle: Arc<str>, list_version: i64 },
+    /// An invitation into a conversation.
+    Invited(Arc<Invitation>),
+    /// The session must end.
+    Disconnect(DisconnectReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The same account signed in elsewhere.
+    SignedInElsewhere,
+    ServerShutdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub conversation_id: u32,
+    pub cookie: String,
+    pub inviter_handle: Arc<str>,
+    pub inviter_name: Arc<str>,
+}

@@ -1,0 +1,534 @@
+//! The hub: who is signed in, their contact lists, presence fan-out, and
+//! list edits with their effects on other users.
+//!
+//! Locking: each account has one [`UserCell`] whose async mutex guards its
+//! roster. An edit that touches two accounts (a forward-list change also
+//! changes the other user's reverse list) locks both cells in account-id
+//! order, so two users adding each other at once cannot deadlock. Presence
+//! fan-out reads only the changing user's own roster.
+
+use crate::core::accounts::Accounts;
+use crate::core::conversation::Conversations;
+use crate::core::events::{DisconnectReason, Invitation, SessionEvent};
+use crate::core::outbox::Outbox;
+use crate::core::presence::{Presence, Status};
+use crate::core::roster::{Contact, Group, List, ListError, Privacy, REVERSE, Roster, new_guid};
+use crate::core::tickets::TicketIssuer;
+use crate::store::{AccountRow, Change, Store, StoreError};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    pub max_queued_events: usize,
+    pub max_contacts: usize,
+    pub ticket_lifetime: Duration,
+    pub cookie_lifetime: Duration,
+    pub max_participants: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    List(#[from] ListError),
+}
+
+/// One account's mutable state, shared by its session and by edits from others.
+pub struct UserCell {
+    pub account_id: i64,
+    pub handle: String,
+    roster: tokio::sync::Mutex<Option<Roster>>,
+}
+
+/// A signed-in user (one notification-server connection).
+pub struct Session {
+    pub id: u64,
+    pub handle: Arc<str>,
+    pub account_id: i64,
+    cell: Arc<UserCell>,
+    presence: Mutex<Arc<Presence>>,
+    pub outbox: Outbox<SessionEvent>,
+    /// Front-end data about the client (the MSN server keeps its dialect
+    /// here, for the switchboard cookies it issues on invitations).
+    pub client_tag: std::sync::atomic::AtomicU32,
+}
+
+impl Session {
+    pub fn presence(&self) -> Arc<Presence> {
+        self.presence.lock().clone()
+    }
+}
+
+/// A list edit as a user asks for it.
+#[derive(Debug, Clone)]
+pub enum RosterEdit {
+    Add { list: List, handle: String, stored_name: String, group: Option<i64> },
+    Remove { list: List, handle: String, group: Option<i64> },
+    AddGroup { name: String },
+    RemoveGroup { number: i64 },
+    RenameGroup { number: i64, name: String },
+    SetPrivacy(Privacy),
+    SetAutoAllow(bool),
+    SetStoredName { handle: String, name: String },
+    SetProperty { name: String, value: Option<String> },
+}
+
+/// The result of a committed edit.
+#[derive(Debug, Clone, Default)]
+pub struct EditOutcome {
+    /// The list version after the edit (MSNP2-9 replies carry it).
+    pub version: i64,
+    /// The contact as it is now, for edits about a contact.
+    pub contact: Option<Contact>,
+    pub group: Option<Group>,
+    /// Presence of a contact just put on the forward list, if they are
+    /// online and let the user see them (the reply is followed by `ILN`).
+    pub contact_presence: Option<Arc<Presence>>,
+}
+
+/// Why an invitation into a conversation cannot reach someone. Deliberately
+/// one answer for offline, hidden, unknown and blocking, so blocking is not revealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreachable;
+
+pub struct Hub {
+    pub accounts: Accounts,
+    pub tickets: TicketIssuer,
+    pub conversations: Conversations,
+    store: Store,
+    settings: HubSettings,
+    cells: Mutex<HashMap<String, Weak<UserCell>>>,
+    online: RwLock<HashMap<Arc<str>, Arc<Session>>>,
+    next_session: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(store: Store, accounts: Accounts, settings: HubSettings) -> Hub {
+        Hub {
+            accounts,
+            tickets: TicketIssuer::new(settings.ticket_lifetime),
+            conversations: Conversations::new(settings.cookie_lifetime, settings.max_participants),
+            store,
+            settings,
+            cells: Mutex::new(HashMap::new()),
+            online: RwLock::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &HubSettings {
+        &self.settings
+    }
+
+    fn cell(&self, account_id: i64, handle: &str) -> Arc<UserCell> {
+        let mut cells = self.cells.lock();
+        if let Some(cell) = cells.get(handle).and_then(Weak::upgrade) {
+            return cell;
+        }
+        if cells.len() > 1024 && cells.len().is_power_of_two() {
+            cells.retain(|_, weak| weak.strong_count() > 0);
+        }
+        let cell = Arc::new(UserCell { account_id, handle: handle.to_string(), roster: tokio::sync::Mutex::new(None) });
+        cells.insert(handle.to_string(), Arc::downgrade(&cell));
+        cell
+    }
+
+    async fn load<'a>(&self, cell: &'a UserCell) -> Result<tokio::sync::MutexGuard<'a, Option<Roster>>, HubError> {
+        let mut guard = cell.roster.lock().await;
+        if guard.is_none() {
+            let account = self.store.account_by_handle(&cell.handle).await?;
+            let Some(account) = account else { return Err(HubError::List(ListError::UnknownAccount)) };
+            let rows = self.store.load_roster(account.id).await?;
+            *guard = Some(Roster::from_rows(&account, rows, self.settings.max_contacts));
+        }
+        Ok(guard)
+    }
+
+    /// Signs `account` in. A session of the same account elsewhere is told to
+    /// disconnect (and its presence ends at once, so watchers never see the
+    /// old session's sign-out after the new one's sign-in).
+    pub async fn sign_in(&self, account: &AccountRow) -> Result<Arc<Session>, HubError> {
+        let cell = self.cell(account.id, &account.handle);
+        let (friendly_name, personal_message) = {
+            let guard = self.load(&cell).await?;
+            let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
+            (roster.friendly_name.clone(), roster.personal_message.clone())
+        };
+        let handle: Arc<str> = account.handle.as_str().into();
+        let session = Arc::new(Session {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            handle: handle.clone(),
+            account_id: account.id,
+            cell,
+            presence: Mutex::new(Arc::new(Presence {
+                handle: handle.clone(),
+                status: Status::Offline,
+                friendly_name: friendly_name.into(),
+                capabilities: 0,
+                avatar: None,
+                personal_message: personal_message.into(),
+            })),
+            outbox: Outbox::new(self.settings.max_queued_events),
+            client_tag: std::sync::atomic::AtomicU32::new(0),
+        });
+        let previous = self.online.write().insert(handle, session.clone());
+        if let Some(previous) = previous {
+            let _ = previous.outbox.push(SessionEvent::Disconnect(DisconnectReason::SignedInElsewhere));
+            self.go_offline(&previous).await;
+        }
+        Ok(session)
+    }
+
+    /// Ends a session; watchers see the user go offline.
+    pub async fn sign_out(&self, session: &Arc<Session>) {
+        let removed = {
+            let mut online = self.online.write();
+            if online.get(&session.handle).is_some_and(|s| s.id == session.id) {
+                online.remove(&session.handle);
+                true
+            } else {
+                false
+            }
+        };
+        session.outbox.close();
+        if removed {
+            self.go_offline(session).await;
+        }
+    }
+
+    async fn go_offline(&self, session: &Arc<Session>) {
+        let old = {
+            let mut presence = session.presence.lock();
+            let old = presence.clone();
+            let mut offline = (*old).clone();
+            offline.status = Status::Offline;
+            *presence = Arc::new(offline);
+            old
+        };
+        if old.status.is_visible() {
+            if let Ok(guard) = self.load(&session.cell).await {
+                if let Some(roster) = guard.as_ref() {
+                    self.fan_out(roster, |_| Some(SessionEvent::ContactOffline(session.handle.clone())));
+                }
+            }
+        }
+    }
+
+    pub fn session(&self, handle: &str) -> Option<Arc<Session>> {
+        self.online.read().get(handle).cloned()
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.online.read().len()
+    }
+
+    /// Every signed-in session (for shutdown notices).
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.online.read().values().cloned().collect()
+    }
+
+    /// Runs `f` on the session's roster (for the `SYN` dump and similar reads).
+    pub async fn with_roster<R>(&self, session: &Session, f: impl FnOnce(&Roster) -> R) -> Result<R, HubError> {
+        let guard = self.load(&session.cell).await?;
+        let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
+        Ok(f(roster))
+    }
+
+    /// Pushes to each online watcher of the roster's owner whom the owner allows.
+    fn fan_out(&self, roster: &Roster, event: impl Fn(&Arc<Session>) -> Option<SessionEvent>) {
+        let online = self.online.read();
+        for contact in roster.list_members(List::Reverse) {
+            let Some(watcher) = online.get(contact.handle.as_str()) else { continue };
+            if !roster.allows(&contact.handle) {
+                continue;
+            }
+            if let Some(e) = event(watcher) {
+                // An overflowing watcher is disconnected by its own task.
+                let _ = watcher.outbox.push(e);
+            }
+        }
+    }
+
+    /// Sets status, capabilities and avatar, and tells every watcher at once.
+    pub async fn set_presence(&self, session: &Session, status: Status, capabilities: u32, avatar: Option<Arc<str>>) -> Result<(), HubError> {
+        let guard = self.load(&session.cell).await?;
+        let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
+        let (old, new) = {
+            let mut presence = session.presence.lock();
+            let old = presence.clone();
+            let new = Arc::new(Presence {
+                status,
+                capabilities,
+                avatar,
+                friendly_name: roster.friendly_name.as_str().into(),
+                personal_message: roster.personal_message.as_str().into(),
+                handle: old.handle.clone(),
+            });
+            *presence = new.clone();
+            (old, new)
+        };
+        self.announce(roster, &old, &new);
+        Ok(())
+    }
+
+    /// Tells watchers the difference between `old` and `new`.
+    fn announce(&self, roster: &Roster, old: &Presence, new: &Arc<Presence>) {
+        if new.status.is_visible() {
+            let appeared = !old.status.is_visible();
+            let changed = appeared || *old != **new;
+            let psm_to_send = !new.personal_message.is_empty() && (appeared || old.personal_message != new.personal_message)
+                || (!appeared && old.personal_message != new.personal_message);
+            let presence_changed = changed
+                && (appeared
+                    || old.status != new.status
+                    || old.friendly_name != new.friendly_name
+                    || old.capabilities != new.capabilities
+                    || old.avatar != new.avatar);
+            if presence_changed {
+                self.fan_out(roster, |_| Some(SessionEvent::ContactPresence(new.clone())));
+            }
+            if psm_to_send {
+                self.fan_out(roster, |_| Some(SessionEvent::ContactPersonalMessage(new.clone())));
+            }
+        } else if old.status.is_visible() {
+            let handle = new.handle.clone();
+            self.fan_out(roster, |_| Some(SessionEvent::ContactOffline(handle.clone())));
+        }
+    }
+
+    /// The presence of every forward-list contact who is online, visible and
+    /// lets the user see them: the `ILN` burst after the first status change.
+    pub async fn initial_presence(&self, session: &Session) -> Result<Vec<Arc<Presence>>, HubError> {
+        let contacts: Vec<String> = self
+            .with_roster(session, |r| r.list_members(List::Forward).map(|c| c.handle.clone()).collect())
+            .await?;
+        let mut out = Vec::new();
+        for handle in contacts {
+            if let Some(p) = self.visible_presence_for(&handle, &session.handle).await {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `target`'s presence if `viewer` may see it now.
+    async fn visible_presence_for(&self, target: &str, viewer: &str) -> Option<Arc<Presence>> {
+        let other = self.session(target)?;
+        let presence = other.presence();
+        if !presence.status.is_visible() {
+            return None;
+        }
+        let guard = self.load(&other.cell).await.ok()?;
+        guard.as_ref()?.allows(viewer).then_some(presence)
+    }
+
+    /// Changes the user's own friendly name; returns the new list version.
+    pub async fn set_friendly_name(&self, session: &Session, name: &str) -> Result<i64, HubError> {
+        let mut guard = self.load(&session.cell).await?;
+        let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
+        let changes = roster.plan_friendly_name(name);
+        self.store.apply(&changes).await?;
+        roster.apply(&changes);
+        self.refresh_presence(session, roster);
+        Ok(roster.version)
+    }
+
+    /// Changes the personal message (MSNP11+ `UUX`); watchers get it at once.
+    pub async fn set_personal_message(&self, session: &Session, text: &str) -> Result<(), HubError> {
+        let mut guard = self.load(&session.cell).await?;
+        let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
+        if roster.personal_message == text {
+            return Ok(());
+        }
+        let changes = roster.plan_personal_message(text);
+        self.store.apply(&changes).await?;
+        roster.apply(&changes);
+        self.refresh_presence(session, roster);
+        Ok(())
+    }
+
+    fn refresh_presence(&self, session: &Session, roster: &Roster) {
+        let (old, new) = {
+            let mut presence = session.presence.lock();
+            let old = presence.clone();
+            let mut new = (*old).clone();
+            new.friendly_name = roster.friendly_name.as_str().into();
+            new.personal_message = roster.personal_message.as_str().into();
+            let new = Arc::new(new);
+            *presence = new.clone();
+            (old, new)
+        };
+        self.announce(roster, &old, &new);
+    }
+
+    /// Applies a list edit: validated, committed, applied in memory, and only
+    /// then announced to the other users it concerns.
+    pub async fn edit(&self, session: &Session, edit: RosterEdit) -> Result<EditOutcome, HubError> {
+        // The other account whose reverse list a forward-list change touches.
+        let target_account = match &edit {
+            RosterEdit::Add { handle, .. } => {
+                let account = self.store.account_by_handle(handle).await?;
+                if account.is_none() {
+                    return Err(ListError::UnknownAccount.into());
+                }
+                account
+            }
+            RosterEdit::Remove { list: List::Forward, handle, group: None } => self.store.account_by_handle(handle).await?,
+            _ => None,
+        };
+        let touches_other = matches!(&edit, RosterEdit::Add { list: List::Forward, .. } | RosterEdit::Remove { list: List::Forward, group: None, .. });
+        let target_cell = target_account
+            .as_ref()
+            .filter(|a| touches_other && a.id != session.account_id)
+            .map(|a| self.cell(a.id, &a.handle));
+
+        // Lock in account-id order.
+        let (mut own_guard, mut target_guard) = match &target_cell {
+            Some(t) if t.account_id < session.account_id => {
+                let tg = t.roster.lock().await;
+                (self.load(&session.cell).await?, Some(tg))
+            }
+            Some(t) => {
+                let og = self.load(&session.cell).await?;
+                (og, Some(t.roster.lock().await))
+            }
+            None => (self.load(&session.cell).await?, None),
+        };
+        let roster = own_guard.as_mut().ok_or(ListError::UnknownAccount)?;
+
+        let mut outcome = EditOutcome::default();
+        let mut changes = match &edit {
+            RosterEdit::Add { list, handle, stored_name, group } => roster.plan_add(*list, handle, stored_name, *group)?,
+            RosterEdit::Remove { list, handle, group } => roster.plan_remove(*list, handle, *group)?,
+            RosterEdit::AddGroup { name } => {
+                let (changes, group) = roster.plan_add_group(name)?;
+                outcome.group = Some(group);
+                changes
+            }
+            RosterEdit::RemoveGroup { number } => {
+                outcome.group = roster.groups.get(number).cloned();
+                roster.plan_remove_group(*number)?
+            }
+            RosterEdit::RenameGroup { number, name } => roster.plan_rename_group(*number, name)?,
+            RosterEdit::SetPrivacy(p) => roster.plan_privacy(*p)?,
+            RosterEdit::SetAutoAllow(a) => roster.plan_auto_allow(*a)?,
+            RosterEdit::SetStoredName { handle, name } => roster.plan_stored_name(handle, name)?,
+            RosterEdit::SetProperty { name, value } => roster.plan_property(name, value.as_deref()),
+        };
+
+        // Reverse-list side of a forward-list change.
+        let mut reverse_event = None;
+        if let (Some(target), true) = (&target_account, target_cell.is_some()) {
+            match &edit {
+                RosterEdit::Add { list: List::Forward, .. } if !roster.is_on(&target.handle, List::Forward) => {
+                    changes.push(Change::AddLists {
+                        account_id: target.id,
+                        handle: roster.handle.clone(),
+                        guid: new_guid(),
+                        stored_name: roster.friendly_name.clone(),
+                        bits: REVERSE,
+                    });
+                    changes.push(Change::BumpListVersion { account_id: target.id });
+                    reverse_event = Some(true);
+                }
+                RosterEdit::Remove { list: List::Forward, group: None, .. } => {
+                    changes.push(Change::RemoveLists { account_id: target.id, handle: roster.handle.clone(), bits: REVERSE });
+                    changes.push(Change::BumpListVersion { account_id: target.id });
+                    reverse_event = Some(false);
+                }
+                _ => {}
+            }
+        }
+
+        // Who might see the user differently afterwards (privacy edits).
+        let privacy_subjects: Vec<String> = match &edit {
+            RosterEdit::Add { list: List::Allow | List::Block, handle, .. }
+            | RosterEdit::Remove { list: List::Allow | List::Block, handle, .. } => vec![handle.clone()],
+            RosterEdit::SetPrivacy(_) => roster.list_members(List::Reverse).map(|c| c.handle.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let allowed_before: Vec<bool> = privacy_subjects.iter().map(|h| roster.allows(h)).collect();
+
+        self.store.apply(&changes).await?;
+        roster.apply(&changes);
+        if let Some(target_roster) = target_guard.as_mut().and_then(|g| g.as_mut()) {
+            target_roster.apply(&changes);
+        }
+
+        outcome.version = roster.version;
+        match &edit {
+            RosterEdit::Add { handle, .. } | RosterEdit::Remove { handle, .. } | RosterEdit::SetStoredName { handle, .. } => {
+                outcome.contact = roster.contact(handle).cloned();
+            }
+            RosterEdit::RenameGroup { number, .. } => outcome.group = roster.groups.get(number).cloned(),
+            _ => {}
+        }
+
+        // Announcements to others.
+        let me = session.presence();
+        for (subject, before) in privacy_subjects.iter().zip(allowed_before) {
+            let after = roster.allows(subject);
+            if before == after || !me.status.is_visible() || !roster.is_on(subject, List::Reverse) {
+                continue;
+            }
+            if let Some(watcher) = self.session(subject) {
+                let event = if after { SessionEvent::ContactPresence(me.clone()) } else { SessionEvent::ContactOffline(me.handle.clone()) };
+                let _ = watcher.outbox.push(event);
+                if after && !me.personal_message.is_empty() {
+                    let _ = watcher.outbox.push(SessionEvent::ContactPersonalMessage(me.clone()));
+                }
+            }
+        }
+        if let (Some(added), Some(target)) = (reverse_event, &target_account) {
+            if let Some(other) = self.session(&target.handle) {
+                let version = target_guard.as_ref().and_then(|g| g.as_ref()).map(|r| r.version).unwrap_or(0);
+                let event = if added {
+                    SessionEvent::AddedBy { handle: session.handle.clone(), friendly_name: roster.friendly_name.as_str().into(), list_version: version }
+                } else {
+                    SessionEvent::RemovedBy { handle: session.handle.clone(), list_version: version }
+                };
+                let _ = other.outbox.push(event);
+            }
+        }
+        if let RosterEdit::Add { list: List::Forward, handle, .. } = &edit {
+            if let Some(other) = self.session(handle) {
+                let presence = other.presence();
+                let allowed = match target_guard.as_ref().and_then(|g| g.as_ref()) {
+                    Some(target_roster) => target_roster.allows(&session.handle),
+                    None => false,
+                };
+                if presence.status.is_visible() && allowed {
+                    outcome.contact_presence = Some(presence);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Checks that `caller` may invite `invitee` into a conversation now.
+    pub async fn reachable(&self, caller: &str, invitee: &str) -> Result<Arc<Session>, Unreachable> {
+        let other = self.session(invitee).ok_or(Unreachable)?;
+        if !other.presence().status.is_visible() {
+            return Err(Unreachable);
+        }
+        let allowed = {
+            let guard = self.load(&other.cell).await.map_err(|_| Unreachable)?;
+            guard.as_ref().is_some_and(|r| r.allows(caller))
+        };
+        if allowed { Ok(other) } else { Err(Unreachable) }
+    }
+
+    /// Delivers an invitation to `invitee`'s session.
+    pub fn ring(&self, invitee: &Session, invitation: Invitation) -> bool {
+        invitee.outbox.push(SessionEvent::Invited(Arc::new(invitation))).is_ok()
+    }
+}

@@ -1,0 +1,10 @@
+//! msngate: an MSN Messenger network (dispatch, notification, switchboard,
+//! Passport) whose users can talk to Matrix and IRC.
+
+pub mod app;
+pub mod config;
+pub mod core;
+pub mod server;
+pub mod store;
+
+pub use msnp;

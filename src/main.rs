@@ -1,0 +1,124 @@
+//! `msngate`: the server and its administration commands.
+
+use clap::{Parser, Subcommand};
+use msngate::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "msngate", version, about = "MSN Messenger gateway to Matrix and IRC")]
+struct Cli {
+    /// YAML configuration file; without it the built-in defaults apply.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the MSN network (dispatch, notification, switchboard, Passport HTTP).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Load and validate the configuration, then exit.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account.
+    Add {
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        nickname: Option<String>,
+    },
+    /// Change an account's password.
+    Passwd {
+        email: String,
+        #[arg(long)]
+        password: String,
+    },
+    /// Delete an account.
+    Del { email: String },
+    /// List accounts.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("msngate: configuration refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("msngate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("msngate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::User(cmd) => {
+            let hub = msngate::app::build_hub(&config).await?;
+            match cmd {
+                UserCommand::Add { email, password, nickname } => {
+                    let account = hub.accounts.create(&email, &password, nickname.as_deref()).await?;
+                    println!("created {} ({})", account.handle, account.friendly_name);
+                }
+                UserCommand::Passwd { email, password } => {
+                    hub.accounts.set_password(&email, &password).await?;
+                    println!("password changed for {email}");
+                }
+                UserCommand::Del { email } => {
+                    hub.accounts.delete(&email).await?;
+                    println!("deleted {email}");
+                }
+                UserCommand::List => {
+                    for a in hub.accounts.list().await? {
+                        println!("{}\t{}", a.handle, a.friendly_name);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::CheckConfig => Ok(()),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = msngate::app::start(config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    running.shutdown(Duration::from_secs(10)).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Dispatch and notification server: sign-in, contact lists, presence.
+//!
+//! One task per connection owns the socket and the [`NsConnection`] state.
+//! Commands are handled strictly in order; events from the hub (presence of
+//! contacts, reverse-list additions, chat invitations) are rendered in the
+//! client's dialect between commands, and all output of one wake-up is
+//! written with one system call.
+
+mod lists;
+mod login;
+mod presence;
+mod session;
+
+use crate::core::hub::Session;
+use crate::server::connection::{Connection, ReadOutcome};
+use crate::server::{Context, Role};
+use msnp::codec::{Command, Decoder};
+use msnp::dialect::Dialect;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// What the connection does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoginState {
+    /// Nothing yet: only `VER` is accepted.
+    Fresh,
+    /// Dialect agreed; `CVR`, `INF`, `USR … I` expected.
+    Versioned,
+    /// `USR … I` answered; waiting for `USR … S`.
+    Challenged { handle: String, method: LoginMethod },
+    SignedIn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginMethod {
+    Md5,
+    Passport,
+}
+
+pub(crate) struct NsConnection {
+    pub ctx: Context,
+    pub conn: Connection,
+    pub role: Role,
+    pub dialect: Dialect,
+    pub state: LoginState,
+    pub session: Option<Arc<Session>>,
+    pub synced: bool,
+    /// Set by the first `CHG`; presence events are rendered only after it
+    /// (the `ILN` burst then carries the current state).
+    pub presence_started: bool,
+    pub challenge: Option<(String, Instant)>,
+    pub last_activity: Instant,
+    pub connected_at: Instant,
+    pub rate: RateLimiter,
+}
+
+/// Counts changes in a sliding window; over the limit the server answers 800.
+pub(crate) struct RateLimiter {
+    window_start: Instant,
+    count: u32,
+    limit: u32,
+    window: Duration,
+}
+
+impl RateLimiter {
+    fn new(limit: u32, window: Duration) -> RateLimiter {
+        RateLimiter { window_start: Instant::now(), count: 0, limit, window }
+    }
+
+    /// Records one change; false when the limit is exceeded.
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start) >= self.window {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.limit
+    }
+}
+
+pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Role) {
+    let decoder = Decoder::client_to_server(msnp::codec::MAX_NOTIFICATION_PAYLOAD);
+    let rate = RateLimiter::new(ctx.config.msn.rate_limit_changes, Duration::from_secs(ctx.config.msn.rate_window_secs));
+    let now = Instant::now();
+    let mut ns = Box::new(NsConnection {
+        conn: Connection::new(stream, peer, decoder),
+        ctx,
+        role,
+        dialect: Dialect::MIN,
+        state: LoginState::Fresh,
+        session: None,
+        synced: false,
+        presence_started: false,
+        challenge: None,
+        last_activity: now,
+        connected_at: now,
+        rate,
+    });
+    ns.run().await;
+    ns.finish().await;
+}
+
+impl NsConnection {
+    async fn run(&mut self) {
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            loop {
+                match self.conn.next_command() {
+                    Ok(Some(command)) => {
+                        self.last_activity = Instant::now();
+                        if Box::pin(self.dispatch(command)).await == Flow::Close {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(peer = %self.conn.peer, error = %e, "closing notification connection: framing violation");
+                        return;
+                    }
+                }
+            }
+            if self.render_events() == Flow::Close {
+                return;
+            }
+            if self.conn.flush().await.is_err() {
+                return;
+            }
+            if self.ctx.shutting_down() {
+                self.conn.send_line("OUT SSD");
+                return;
+            }
+            let deadline = self.next_deadline();
+            let outbox = self.session.clone();
+            tokio::select! {
+                ready = self.conn.readable() => {
+                    if ready.is_err() { return; }
+                    match self.conn.read_available() {
+                        Ok(ReadOutcome::Data | ReadOutcome::WouldBlock) => {}
+                        Ok(ReadOutcome::Eof) | Err(_) => return,
+                    }
+                }
+                _ = async { match &outbox { Some(s) => s.outbox.notified().await, None => std::future::pending().await } } => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if self.on_deadline() == Flow::Close { return; }
+                }
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let msn = &self.ctx.config.msn;
+        let mut deadline = if self.state == LoginState::SignedIn {
+            self.last_activity + Duration::from_secs(msn.idle_timeout_secs)
+        } else {
+            self.connected_at + Duration::from_secs(msn.login_timeout_secs)
+        };
+        if let Some((_, sent)) = &self.challenge {
+            deadline = deadline.min(*sent + Duration::from_secs(msn.challenge_timeout_secs));
+        }
+        deadline
+    }
+
+    fn on_deadline(&mut self) -> Flow {
+        let now = Instant::now();
+        if now < self.next_deadline() {
+            return Flow::Continue;
+        }
+        let reason = if self.state != LoginState::SignedIn {
+            "no sign-in within the login timeout"
+        } else if self.challenge.is_some() {
+            "challenge not answered in time"
+        } else {
+            "idle timeout"
+        };
+        tracing::info!(peer = %self.conn.peer, user = ?self.session.as_ref().map(|s| s.handle.clone()), reason, "closing notification connection");
+        Flow::Close
+    }
+
+    async fn finish(&mut self) {
+        self.conn.shutdown().await;
+        if let Some(session) = self.session.take() {
+            self.ctx.hub.sign_out(&session).await;
+            tracing::info!(user = %session.handle, "signed out");
+        }
+    }
+
+    async fn dispatch(&mut self, cmd: Command) -> Flow {
+        if self.state != LoginState::SignedIn {
+            return self.dispatch_login(cmd).await;
+        }
+        self.dispatch_session(cmd).await
+    }
+
+    pub(crate) fn reply_error(&mut self, code: msnp::error::ErrorCode, trid: u32) -> Flow {
+        self.conn.send_error(code, trid);
+        Flow::Continue
+    }
+}
+
+/// Decodes a URL-encoded parameter.
+pub(crate) fn decoded(raw: &str) -> String {
+    msnp::urlenc::decode(raw)
+}
+
+/// URL-encodes a value for the wire.
+pub(crate) fn encoded(value: &str) -> String {
+    msnp::urlenc::encode(value)
+}

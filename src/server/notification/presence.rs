@@ -1,0 +1,293 @@
+//! Presence: CHG, the ILN burst, UUX, CHL/QRY, and rendering hub events
+//! (NLN, FLN, UBX, reverse-list notices, RNG, OUT) in the client's dialect.
+
+use super::{Flow, NsConnection, decoded, encoded};
+use crate::core::events::{DisconnectReason, SessionEvent};
+use crate::core::presence::{Presence, Status};
+use msnp::codec::Command;
+use msnp::dialect::Dialect;
+use msnp::error::ErrorCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(crate) fn status_from_code(code: &str) -> Option<Status> {
+    Some(match code {
+        "NLN" => Status::Online,
+        "BSY" => Status::Busy,
+        "IDL" => Status::Idle,
+        "BRB" => Status::BeRightBack,
+        "AWY" => Status::Away,
+        "PHN" => Status::OnThePhone,
+        "LUN" => Status::OutToLunch,
+        "HDN" => Status::Hidden,
+        _ => return None,
+    })
+}
+
+pub(crate) fn status_code(status: Status) -> &'static str {
+    match status {
+        Status::Online => "NLN",
+        Status::Busy => "BSY",
+        Status::Idle => "IDL",
+        Status::BeRightBack => "BRB",
+        Status::Away => "AWY",
+        Status::OnThePhone => "PHN",
+        Status::OutToLunch => "LUN",
+        Status::Hidden => "HDN",
+        Status::Offline => "FLN",
+    }
+}
+
+/// `status handle name [caps] [msnobj]` as `ILN`/`NLN` carry it in `dialect`.
+pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
+    let mut line = format!("{} {} {}", status_code(p.status), p.handle, encoded(&p.friendly_name));
+    if dialect.has_capabilities() {
+        line.push_str(&format!(" {}", p.capabilities));
+    }
+    if dialect.has_msn_objects() {
+        if let Some(avatar) = p.avatar.as_deref().filter(|a| !a.is_empty()) {
+            line.push(' ');
+            line.push_str(&encoded(avatar));
+        }
+    }
+    line
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn xml_unescape(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find(';')? + i;
+        let entity = &rest[i + 1..end];
+        let c = match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            e if e.starts_with("#x") || e.starts_with("#X") => char::from_u32(u32::from_str_radix(&e[2..], 16).ok()?)?,
+            e if e.starts_with('#') => char::from_u32(e[1..].parse().ok()?)?,
+            _ => return None,
+        };
+        out.push(c);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The `UUX`/`UBX` document for a personal message.
+pub(crate) fn personal_message_xml(text: &str) -> String {
+    format!("<Data><PSM>{}</PSM><CurrentMedia></CurrentMedia></Data>", xml_escape(text))
+}
+
+/// Extracts the text of `<PSM>` from a `UUX` payload; `None` if malformed.
+pub(crate) fn parse_personal_message(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?.trim();
+    if text.is_empty() {
+        return Some(String::new());
+    }
+    if !text.starts_with("<Data>") || !text.ends_with("</Data>") {
+        return None;
+    }
+    if text.contains("<PSM/>") {
+        return Some(String::new());
+    }
+    let start = text.find("<PSM>").map(|i| i + 5);
+    let end = text.find("</PSM>");
+    match (start, end) {
+        (Some(s), Some(e)) if s <= e => xml_unescape(&text[s..e]),
+        (None, None) => Some(String::new()),
+        _ => None,
+    }
+}
+
+impl NsConnection {
+    pub(super) async fn chg(&mut self, trid: u32, cmd: &Command) -> Flow {
+        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(code) = cmd.arg(1) else { return Flow::Close };
+        let Some(status) = status_from_code(code) else {
+            return self.reply_error(ErrorCode::InvalidParameter, trid);
+        };
+        let capabilities = if self.dialect.has_capabilities() {
+            match cmd.arg(2) {
+                Some(c) => match c.parse::<u32>() {
+                    Ok(c) => c,
+                    Err(_) => return self.reply_error(ErrorCode::InvalidParameter, trid),
+                },
+                None => 0,
+            }
+        } else {
+            0
+        };
+        let avatar_raw = if self.dialect.has_msn_objects() { cmd.arg(3).filter(|o| *o != "0") } else { None };
+        let current = session.presence();
+        let changes_something = current.status != status || current.capabilities != capabilities
+            || current.avatar.as_deref() != avatar_raw.map(decoded).as_deref();
+        if changes_something && self.presence_started && !self.rate.allow() {
+            return self.reply_error(ErrorCode::RateLimited, trid);
+        }
+        let avatar: Option<Arc<str>> = avatar_raw.map(|raw| decoded(raw).into());
+        if let Err(e) = self.ctx.hub.set_presence(&session, status, capabilities, avatar).await {
+            tracing::error!(user = %session.handle, error = %e, "status change failed");
+            return self.reply_error(ErrorCode::InternalError, trid);
+        }
+        let mut echo = format!("CHG {trid} {code}");
+        if self.dialect.has_capabilities() {
+            echo.push_str(&format!(" {capabilities}"));
+            if let Some(raw) = avatar_raw {
+                echo.push(' ');
+                echo.push_str(raw);
+            }
+        }
+        self.conn.send_line(&echo);
+        if !self.presence_started {
+            self.presence_started = true;
+            match self.ctx.hub.initial_presence(&session).await {
+                Ok(contacts) => {
+                    for p in contacts {
+                        self.conn.send_line(&format!("ILN {trid} {}", presence_fields(&p, self.dialect)));
+                        self.send_personal_message(&p);
+                    }
+                }
+                Err(e) => tracing::error!(user = %session.handle, error = %e, "initial presence failed"),
+            }
+            if self.ctx.config.msn.challenges && self.dialect.has_challenges() {
+                let challenge = msnp::auth::new_challenge(rand::random::<u64>());
+                self.conn.send_line(&format!("CHL 0 {challenge}"));
+                self.challenge = Some((challenge, Instant::now()));
+            }
+        }
+        Flow::Continue
+    }
+
+    fn send_personal_message(&mut self, p: &Presence) {
+        if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
+            let xml = personal_message_xml(&p.personal_message);
+            self.conn.send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
+        }
+    }
+
+    pub(super) async fn uux(&mut self, trid: u32, cmd: &Command) -> Flow {
+        let Some(session) = self.session.clone() else { return Flow::Close };
+        let payload = cmd.payload.clone().unwrap_or_default();
+        let Some(text) = parse_personal_message(&payload) else {
+            tracing::info!(peer = %self.conn.peer, "closing: malformed UUX document");
+            return Flow::Close;
+        };
+        if !self.rate.allow() {
+            return self.reply_error(ErrorCode::RateLimited, trid);
+        }
+        if let Err(e) = self.ctx.hub.set_personal_message(&session, &text).await {
+            tracing::error!(user = %session.handle, error = %e, "personal message change failed");
+            return self.reply_error(ErrorCode::InternalError, trid);
+        }
+        self.conn.send_payload(&format!("UUX {trid}"), b"");
+        Flow::Continue
+    }
+
+    pub(super) fn qry(&mut self, trid: u32, cmd: &Command) -> Flow {
+        let product = cmd.arg(1).unwrap_or("");
+        let answer = cmd.payload.clone().unwrap_or_default();
+        let ok = match self.challenge.take() {
+            Some((challenge, _)) => msnp::auth::verify_qry(&challenge, product, &answer, self.dialect.number()),
+            None => false,
+        };
+        if ok {
+            self.conn.send_line(&format!("QRY {trid}"));
+            Flow::Continue
+        } else {
+            tracing::info!(peer = %self.conn.peer, product, "closing: challenge failed");
+            self.conn.send_error(ErrorCode::ChallengeFailed, trid);
+            Flow::Close
+        }
+    }
+
+    /// Renders every queued hub event. Returns `Close` when the session must end.
+    pub(super) fn render_events(&mut self) -> Flow {
+        let Some(session) = self.session.clone() else { return Flow::Continue };
+        if session.outbox.has_overflowed() {
+            tracing::warn!(user = %session.handle, queued = session.outbox.len(),
+                "closing: client is not reading its notifications");
+            return Flow::Close;
+        }
+        let mut events = Vec::new();
+        session.outbox.drain_into(&mut events);
+        let d = self.dialect;
+        for event in events {
+            match event {
+                SessionEvent::ContactPresence(p) if self.presence_started => {
+                    self.conn.send_line(&format!("NLN {}", presence_fields(&p, d)));
+                }
+                SessionEvent::ContactPersonalMessage(p) if self.presence_started => self.send_personal_message(&p),
+                SessionEvent::ContactOffline(handle) if self.presence_started => {
+                    self.conn.send_line(&format!("FLN {handle}"));
+                }
+                SessionEvent::AddedBy { handle, friendly_name, list_version } if self.synced => {
+                    let line = if d.uses_guids() {
+                        format!("ADC 0 RL N={handle} F={}", encoded(&friendly_name))
+                    } else {
+                        format!("ADD 0 RL {list_version} {handle} {}", encoded(&friendly_name))
+                    };
+                    self.conn.send_line(&line);
+                }
+                SessionEvent::RemovedBy { handle, list_version } if self.synced => {
+                    let line = if d.uses_guids() { format!("REM 0 RL {handle}") } else { format!("REM 0 RL {list_version} {handle}") };
+                    self.conn.send_line(&line);
+                }
+                SessionEvent::Invited(inv) => {
+                    let address = self.ctx.config.switchboard_address();
+                    self.conn.send_line(&format!(
+                        "RNG {} {address} CKI {} {} {}",
+                        inv.conversation_id, inv.cookie, inv.inviter_handle, encoded(&inv.inviter_name)
+                    ));
+                }
+                SessionEvent::Disconnect(reason) => {
+                    let (line, why) = match reason {
+                        DisconnectReason::SignedInElsewhere => ("OUT OTH", "signed in elsewhere"),
+                        DisconnectReason::ServerShutdown => ("OUT SSD", "server shutting down"),
+                    };
+                    self.conn.send_line(line);
+                    tracing::info!(user = %session.handle, reason = why, "session ended by the server");
+                    return Flow::Close;
+                }
+                // Before SYN / the first CHG the dump and the ILN burst carry
+                // the current state, so earlier notices are superseded, not lost.
+                _ => {}
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_message_round_trip() {
+        let xml = personal_message_xml("fish & <chips> ✓");
+        assert_eq!(parse_personal_message(xml.as_bytes()).as_deref(), Some("fish & <chips> ✓"));
+        assert_eq!(parse_personal_message(b"<Data><PSM></PSM><CurrentMedia></CurrentMedia></Data>").as_deref(), Some(""));
+        assert_eq!(parse_personal_message(b"").as_deref(), Some(""));
+        assert_eq!(parse_personal_message(b"<Data><PSM>oops</Data>"), None);
+        assert_eq!(parse_personal_message(b"not xml"), None);
+        assert_eq!(parse_personal_message(b"<Data><PSM>&bogus;</PSM></Data>"), None);
+    }
+}

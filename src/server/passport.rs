@@ -1,0 +1,1 @@
+//! Passport HTTP (being written).

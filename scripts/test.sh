@@ -40,7 +40,6 @@ for v in want_pg want_synapse want_irc want_docker; do
 done
 
 T0=$SECONDS
-STATUS=1
 on_exit() {
     local rc=$?
     trap - EXIT INT TERM HUP

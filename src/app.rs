@@ -102,7 +102,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     config.msn.switchboard_listen = sb_listener.local_addr()?;
     let http_listener = std::net::TcpListener::bind(config.http.listen).with_context(|| format!("cannot listen on {}", config.http.listen))?;
     http_listener.set_nonblocking(true)?;
-    config.http.listen = http_listener.local_addr()?;
+    let http_bound = http_listener.local_addr()?;
+    if config.http.listen.port() == 0 {
+        // "Any free port": advertise the one we got.
+        let scheme = if config.http.tls.is_some() { "https" } else { "http" };
+        config.http.public_url = format!("{scheme}://{}:{}", config.msn.public_host, http_bound.port());
+    }
+    config.http.listen = http_bound;
 
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

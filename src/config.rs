@@ -403,3 +403,16 @@ mod tests {
         assert!(err.contains("nope"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must load as is, and set every key to its default.
+    #[test]
+    fn config_example_yaml_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+        let loaded = Config::load(Some(&path), Vec::new()).expect("config.example.yaml loads");
+        assert_eq!(format!("{loaded:?}"), format!("{:?}", Config::default()));
+    }
+}

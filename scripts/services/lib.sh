@@ -94,6 +94,7 @@ svc_spawn_as() {
         prefix=(setpriv --reuid="$user" --regid="$gid" --clear-groups --)
     fi
     (cd / && exec "${prefix[@]}" "$@") >"$log" 2>&1 </dev/null &
+    # shellcheck disable=SC2034 # read by the service files
     SVC_SPAWNED_PID=$!
 }
 
@@ -178,7 +179,25 @@ svc_venv() {
 
 # svc_pip_install VENV STAMP SPEC...: pip-install SPECs into VENV unless the
 # stamp file (one per pinned set of versions) says it was already done.
+# Serialised with flock, so that two runs in one checkout do not install into
+# the same venv at once.
 svc_pip_install() {
+    local venv="$1" stamp="$2" fd rc
+    if [[ -f "$venv/$stamp" && -x "$venv/bin/python" ]]; then
+        return 0
+    fi
+    mkdir -p "$SVC_HOME" || return 1
+    exec {fd}>"$SVC_HOME/.install.lock" || return 1
+    if command -v flock >/dev/null 2>&1; then
+        flock "$fd" || true
+    fi
+    _svc_pip_install_locked "$@"
+    rc=$?
+    exec {fd}>&-
+    return "$rc"
+}
+
+_svc_pip_install_locked() {
     local venv="$1" stamp="$2"
     shift 2
     if [[ -f "$venv/$stamp" && -x "$venv/bin/python" ]]; then
@@ -292,19 +311,21 @@ EOF
 svc_pid_matches() {
     local pid="$1" needle="$2"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$needle"
+    local args=()
+    mapfile -d '' -t args <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    [[ "${args[*]}" == *"$needle"* ]]
 }
 
 # svc_pids_matching NEEDLE: pids (one a line) of processes whose command line
 # contains NEEDLE (a path unique to this run), excluding this shell.
 svc_pids_matching() {
-    local f pid
+    local f pid args=()
     for f in /proc/[0-9]*/cmdline; do
         pid="${f#/proc/}"
         pid="${pid%/cmdline}"
         [[ "$pid" == "$$" || "$pid" == "${BASHPID:-}" ]] && continue
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1"; then
+        mapfile -d '' -t args <"$f" 2>/dev/null || continue
+        if [[ "${args[*]}" == *"$1"* ]]; then
             printf '%s\n' "$pid"
         fi
     done

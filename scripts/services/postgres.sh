@@ -21,7 +21,7 @@ pg_find_bindir() {
         return 0
     fi
     PG_BINDIR=""
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
         if [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" ]]; then
             PG_BINDIR="$d"
             return 0

@@ -475,8 +475,9 @@ mod tests {
         Roster::from_rows(&account, RosterRows::default(), 3)
     }
 
-    fn edit(r: &mut Roster, changes: Result<Vec<Change>, ListError>) -> Result<(), ListError> {
-        let changes = changes?;
+    /// Plans against the current state, then applies (as the hub does after commit).
+    fn edit(r: &mut Roster, plan: impl FnOnce(&Roster) -> Result<Vec<Change>, ListError>) -> Result<(), ListError> {
+        let changes = plan(r)?;
         r.apply(&changes);
         Ok(())
     }
@@ -484,15 +485,15 @@ mod tests {
     #[test]
     fn allow_and_block_are_exclusive() {
         let mut r = roster();
-        edit(&mut r, r.plan_add(List::Allow, "bob@example.com", "bob", None)).unwrap();
+        edit(&mut r, |r| r.plan_add(List::Allow, "bob@example.com", "bob", None)).unwrap();
         assert_eq!(r.plan_add(List::Block, "bob@example.com", "bob", None), Err(ListError::InOppositeList));
         assert_eq!(r.plan_add(List::Allow, "bob@example.com", "bob", None), Err(ListError::AlreadyThere));
         assert!(r.allows("bob@example.com"));
-        edit(&mut r, r.plan_remove(List::Allow, "bob@example.com", None)).unwrap();
-        edit(&mut r, r.plan_add(List::Block, "bob@example.com", "bob", None)).unwrap();
+        edit(&mut r, |r| r.plan_remove(List::Allow, "bob@example.com", None)).unwrap();
+        edit(&mut r, |r| r.plan_add(List::Block, "bob@example.com", "bob", None)).unwrap();
         assert!(!r.allows("bob@example.com"));
         assert!(r.allows("carol@example.com"));
-        edit(&mut r, r.plan_privacy(Privacy::BlockUnlisted)).unwrap();
+        edit(&mut r, |r| r.plan_privacy(Privacy::BlockUnlisted)).unwrap();
         assert!(!r.allows("carol@example.com"));
         assert_eq!(r.plan_privacy(Privacy::BlockUnlisted), Err(ListError::AlreadyInMode));
         assert_eq!(r.version, 4);
@@ -505,19 +506,19 @@ mod tests {
         r.apply(&changes);
         assert_eq!(friends.number, 1);
         assert_eq!(r.plan_add_group("Friends").unwrap_err(), ListError::GroupNameExists);
-        edit(&mut r, r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))).unwrap();
+        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))).unwrap();
         assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", None), Err(ListError::AlreadyThere));
-        edit(&mut r, r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))).unwrap();
+        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))).unwrap();
         assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(1)), Err(ListError::AlreadyThere));
         assert_eq!(r.plan_add(List::Forward, "x@example.com", "x", Some(9)), Err(ListError::InvalidGroup));
         assert!(r.contact("bob@example.com").unwrap().groups.contains(&1));
-        edit(&mut r, r.plan_remove(List::Forward, "bob@example.com", Some(1))).unwrap();
+        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(1))).unwrap();
         assert_eq!(r.plan_remove(List::Forward, "bob@example.com", Some(1)), Err(ListError::NotInGroup));
         assert!(r.is_on("bob@example.com", List::Forward));
         assert_eq!(r.plan_remove_group(0), Err(ListError::CannotRemoveGroupZero));
-        edit(&mut r, r.plan_remove_group(1)).unwrap();
+        edit(&mut r, |r| r.plan_remove_group(1)).unwrap();
         assert!(r.groups.is_empty());
-        edit(&mut r, r.plan_remove(List::Forward, "bob@example.com", None)).unwrap();
+        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", None)).unwrap();
         assert!(r.contact("bob@example.com").is_none());
         assert_eq!(r.plan_remove(List::Forward, "bob@example.com", None), Err(ListError::NotOnList));
     }
@@ -526,7 +527,7 @@ mod tests {
     fn limits() {
         let mut r = roster();
         for h in ["a@x.com", "b@x.com", "c@x.com"] {
-            edit(&mut r, r.plan_add(List::Forward, h, h, None)).unwrap();
+            edit(&mut r, |r| r.plan_add(List::Forward, h, h, None)).unwrap();
         }
         assert_eq!(r.plan_add(List::Forward, "d@x.com", "d", None), Err(ListError::ListFull));
         assert_eq!(r.plan_add(List::Reverse, "d@x.com", "d", None), Err(ListError::ReadOnlyList));

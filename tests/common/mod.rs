@@ -1,0 +1,255 @@
+//! Test harness: the real server on loopback ports, and a minimal MSN
+//! client that speaks the wire protocol over real TCP.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use msngate::config::Config;
+use msnp::codec::{Command, Decoder};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server with its own SQLite database in a temporary folder.
+pub struct TestServer {
+    pub running: msngate::app::Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn ns(&self) -> SocketAddr {
+        self.running.notification_addr
+    }
+    pub fn http(&self) -> SocketAddr {
+        self.running.http_addr
+    }
+    pub fn hub(&self) -> &msngate::core::hub::Hub {
+        &self.running.hub
+    }
+    pub async fn add_user(&self, handle: &str, password: &str, nickname: &str) {
+        self.hub().accounts.create(handle, password, Some(nickname)).await.expect("create account");
+    }
+}
+
+/// Configuration for tests: loopback, any free ports, cheap password hashing.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.msn.listen = any;
+    c.msn.switchboard_listen = any;
+    c.http.listen = any;
+    c.msn.public_host = "127.0.0.1".into();
+    c.msn.challenges = false;
+    c.database.url = match std::env::var("MSNGATE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("sqlite://{}/msngate.db", dir.display()),
+    };
+    c.auth.argon2_memory_kib = 1024;
+    c.auth.argon2_iterations = 1;
+    c
+}
+
+pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(dir.path());
+    edit(&mut config);
+    let running = msngate::app::start(config).await.expect("server starts");
+    // http.public_url must name the real port for the nexus.
+    TestServer { running, dir }
+}
+
+pub async fn start() -> TestServer {
+    start_with(|_| {}).await
+}
+
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+    pub trid: u32,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Client { stream, buf: BytesMut::new(), decoder: Decoder::server_to_client(), trid: 0 }
+    }
+
+    /// The next transaction id.
+    pub fn next(&mut self) -> u32 {
+        self.trid += 1;
+        self.trid
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await;
+    }
+
+    pub async fn send_payload(&mut self, head: &str, payload: &[u8]) {
+        let mut out = format!("{head} {}\r\n", payload.len()).into_bytes();
+        out.extend_from_slice(payload);
+        self.send_raw(&out).await;
+    }
+
+    /// The next command, or `None` on EOF. Panics after [`TIMEOUT`].
+    pub async fn recv_opt(&mut self) -> Option<Command> {
+        self.recv_within(TIMEOUT).await.unwrap_or_else(|| panic!("timed out waiting for a command"))
+    }
+
+    /// `Some(Some(cmd))`, `Some(None)` on EOF, `None` on timeout.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Option<Command>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(cmd) = self.decoder.decode(&mut self.buf).expect("server sent a well-framed stream") {
+                return Some(Some(cmd));
+            }
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(None),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> Command {
+        self.recv_opt().await.expect("connection closed while a command was expected")
+    }
+
+    /// Receives one command and checks its rendered line (payload excluded).
+    pub async fn expect(&mut self, line: &str) -> Command {
+        let cmd = self.recv().await;
+        assert_eq!(render(&cmd), line, "unexpected command");
+        cmd
+    }
+
+    /// Receives commands until one named `name` arrives; returns it.
+    pub async fn recv_named(&mut self, name: &str) -> Command {
+        loop {
+            let cmd = self.recv().await;
+            if cmd.name == name {
+                return cmd;
+            }
+        }
+    }
+
+    /// Asserts the server closes the connection (after any lines it sends first).
+    pub async fn expect_closed(&mut self) -> Vec<Command> {
+        let mut seen = Vec::new();
+        loop {
+            match self.recv_within(TIMEOUT).await {
+                Some(None) => return seen,
+                Some(Some(cmd)) => seen.push(cmd),
+                None => panic!("connection not closed; got {:?}", seen.iter().map(render).collect::<Vec<_>>()),
+            }
+        }
+    }
+
+    /// Asserts nothing arrives within `wait`.
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        if let Some(got) = self.recv_within(wait).await {
+            panic!("expected silence, got {:?}", got.as_ref().map(render));
+        }
+    }
+}
+
+/// A command's line without its payload, as on the wire.
+pub fn render(cmd: &Command) -> String {
+    let mut s = cmd.name.clone();
+    for a in &cmd.args {
+        s.push(' ');
+        s.push_str(a);
+    }
+    s
+}
+
+pub fn dialect_name(n: u8) -> String {
+    format!("MSNP{n}")
+}
+
+/// Full MD5 sign-in (MSNP2–7) on the notification server. Returns the
+/// client after `USR OK` and the profile message.
+pub async fn sign_in_md5(ns: SocketAddr, dialect: u8, handle: &str, password: &str) -> Client {
+    let mut c = Client::connect(ns).await;
+    let t = c.next();
+    c.send(&format!("VER {t} MSNP{dialect} CVR0")).await;
+    c.expect(&format!("VER {t} MSNP{dialect}")).await;
+    let t = c.next();
+    c.send(&format!("INF {t}")).await;
+    c.expect(&format!("INF {t} MD5")).await;
+    let t = c.next();
+    c.send(&format!("USR {t} MD5 I {handle}")).await;
+    let challenge = c.recv().await;
+    assert_eq!(&challenge.args[..3], [t.to_string(), "MD5".into(), "S".into()]);
+    let salt = challenge.args[3].clone();
+    let t = c.next();
+    c.send(&format!("USR {t} MD5 S {}", msnp::auth::md5_login_hash(&salt, password))).await;
+    let ok = c.recv().await;
+    assert_eq!(ok.name, "USR", "sign-in of {handle} refused: {}", render(&ok));
+    assert_eq!(ok.args[1], "OK");
+    let profile = c.recv().await;
+    assert_eq!(render(&profile).split(' ').take(3).collect::<Vec<_>>(), ["MSG", "Hotmail", "Hotmail"]);
+    c
+}
+
+/// Passport 1.4 login over HTTP: returns the ticket (`from-PP`) or the status line.
+pub async fn passport_login(http: SocketAddr, handle: &str, password: &str) -> Result<String, String> {
+    let enc = |s: &str| msnp::urlenc::encode_passport_field(s);
+    let request = format!(
+        "GET /login2.srf HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={},pwd={},lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764229,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619\r\nUser-Agent: MSMSGS\r\nHost: {http}\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n",
+        enc(handle),
+        enc(password)
+    );
+    let mut stream = TcpStream::connect(http).await.expect("connect http");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response)).await.expect("http timeout").expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    match text.find("from-PP='") {
+        Some(start) => {
+            let rest = &text[start + 9..];
+            Ok(rest[..rest.find('\'').expect("closing quote")].to_string())
+        }
+        None => Err(text.lines().next().unwrap_or("").to_string()),
+    }
+}
+
+/// Full Passport sign-in (MSNP8–12).
+pub async fn sign_in_twn(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
+    let mut c = Client::connect(server.ns()).await;
+    let t = c.next();
+    c.send(&format!("VER {t} MSNP{dialect} CVR0")).await;
+    c.expect(&format!("VER {t} MSNP{dialect}")).await;
+    let t = c.next();
+    c.send(&format!("CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0813 msmsgs {handle}")).await;
+    c.expect(&format!("CVR {t} 7.0.0813 7.0.0813 7.0.0813 {}/download {}/info",
+        server.running.config.http.public_url, server.running.config.http.public_url)).await;
+    let t = c.next();
+    c.send(&format!("USR {t} TWN I {handle}")).await;
+    let challenge = c.recv().await;
+    assert_eq!(&challenge.args[..3], [t.to_string(), "TWN".into(), "S".into()]);
+    let ticket = passport_login(server.http(), handle, password).await.expect("passport login");
+    let t = c.next();
+    c.send(&format!("USR {t} TWN S {ticket}")).await;
+    let ok = c.recv().await;
+    assert_eq!(ok.name, "USR", "sign-in refused: {}", render(&ok));
+    assert_eq!(ok.args[1], "OK");
+    if dialect >= 11 {
+        c.expect("SBS 0 null").await;
+    }
+    let profile = c.recv().await;
+    assert_eq!(profile.name, "MSG");
+    c
+}
+
+/// Signs in with the method of the dialect.
+pub async fn sign_in(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
+    if dialect <= 7 { sign_in_md5(server.ns(), dialect, handle, password).await } else { sign_in_twn(server, dialect, handle, password).await }
+}

@@ -53,6 +53,7 @@ pub struct Running {
     pub dispatch_addr: Option<SocketAddr>,
     pub switchboard_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub metrics: Arc<crate::metrics::Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -112,7 +113,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let ctx = Context { config: config.clone(), hub: hub.clone(), shutdown: shutdown_rx.clone() };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let ctx = Context { config: config.clone(), hub: hub.clone(), metrics: metrics.clone(), shutdown: shutdown_rx.clone() };
     let mut tasks = Vec::new();
 
     let (notification_addr, dispatch_addr) = match notification_listener {
@@ -137,7 +139,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
 
     let http_addr = config.http.listen;
-    let router = server::passport::router(hub.clone(), config.clone());
+    let router = server::passport::router(hub.clone(), config.clone()).merge(server::ops::router(hub.clone(), metrics.clone()));
     let mut http_shutdown = shutdown_rx.clone();
     let tls = config.http.tls.clone();
     tasks.push(tokio::spawn(async move {
@@ -151,5 +153,5 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 
     tracing::info!(%notification_addr, ?dispatch_addr, %switchboard_addr, %http_addr,
         advertised_switchboard = %config.switchboard_address(), "msngate listening");
-    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, shutdown: shutdown_tx, tasks })
+    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, shutdown: shutdown_tx, tasks })
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub msn: MsnConfig,
     pub http: HttpConfig,
@@ -177,17 +178,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            msn: MsnConfig::default(),
-            http: HttpConfig::default(),
-            database: DatabaseConfig::default(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
 
 /// A configuration refused at start, with the path of the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -242,11 +232,10 @@ impl Config {
             ("msn.switchboard_public", &self.msn.switchboard_public),
             ("msn.notification_public", &self.msn.notification_public),
         ] {
-            if let Some(v) = value {
-                if !is_host_port(v) {
+            if let Some(v) = value
+                && !is_host_port(v) {
                     return invalid(key, "must be host:port");
                 }
-            }
         }
         if self.msn.dispatch_redirect && self.msn.notification_listen.is_none() {
             return invalid("msn.notification_listen", "required when msn.dispatch_redirect is true");
@@ -391,6 +380,7 @@ mod tests {
             &[
                 ("MSNGATE__MSN__LISTEN", "127.0.0.1:1863"),
                 ("MSNGATE__MSN__DISPATCH_REDIRECT", "true"),
+                ("MSNGATE__MSN__NOTIFICATION_LISTEN", "127.0.0.1:1865"),
                 ("MSNGATE__DATABASE__URL", "sqlite://x.db"),
                 ("UNRELATED", "1"),
             ],
@@ -398,6 +388,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.msn.listen.to_string(), "127.0.0.1:1863");
         assert!(c.msn.dispatch_redirect);
+        assert_eq!(c.notification_address(), "127.0.0.1:1865");
         assert_eq!(c.database.url, "sqlite://x.db");
         let err = load_str("", &[("MSNGATE__MSN__NOPE", "1")]).unwrap_err().to_string();
         assert!(err.contains("nope"), "{err}");

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

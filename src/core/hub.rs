@@ -12,11 +12,12 @@ use crate::core::conversation::Conversations;
 use crate::core::events::{DisconnectReason, Invitation, SessionEvent};
 use crate::core::outbox::Outbox;
 use crate::core::presence::{Presence, Status};
-use crate::core::roster::{Contact, Group, List, ListError, Privacy, REVERSE, Roster, new_guid};
+use crate::core::roster::{Contact, FORWARD, Group, List, ListError, Privacy, REVERSE, Roster, SHARED_PHONE_KEYS, allowed_by, new_guid};
 use crate::core::tickets::TicketIssuer;
 use crate::store::{AccountRow, Change, Store, StoreError};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -89,6 +90,9 @@ pub struct EditOutcome {
     /// Presence of a contact just put on the forward list, if they are
     /// online and let the user see them (the reply is followed by `ILN`).
     pub contact_presence: Option<Arc<Presence>>,
+    /// Phone data of a contact just put on the forward list that they let
+    /// the user see (the reply is followed by `BPR` lines).
+    pub contact_phone: Vec<(String, String)>,
 }
 
 /// Why an invitation into a conversation cannot reach someone. Deliberately
@@ -214,13 +218,11 @@ impl Hub {
             *presence = Arc::new(offline);
             old
         };
-        if old.status.is_visible() {
-            if let Ok(guard) = self.load(&session.cell).await {
-                if let Some(roster) = guard.as_ref() {
+        if old.status.is_visible()
+            && let Ok(guard) = self.load(&session.cell).await
+                && let Some(roster) = guard.as_ref() {
                     self.fan_out(roster, |_| Some(SessionEvent::ContactOffline(session.handle.clone())));
                 }
-            }
-        }
     }
 
     pub fn session(&self, handle: &str) -> Option<Arc<Session>> {
@@ -373,19 +375,16 @@ impl Hub {
     /// Applies a list edit: validated, committed, applied in memory, and only
     /// then announced to the other users it concerns.
     pub async fn edit(&self, session: &Session, edit: RosterEdit) -> Result<EditOutcome, HubError> {
-        // The other account whose reverse list a forward-list change touches.
-        let target_account = match &edit {
-            RosterEdit::Add { handle, .. } => {
-                let account = self.store.account_by_handle(handle).await?;
-                if account.is_none() {
-                    return Err(ListError::UnknownAccount.into());
-                }
-                account
+        // The account an addition names must exist; a forward-list change
+        // also changes that account's reverse list.
+        let (target_account, touches_other) = match &edit {
+            RosterEdit::Add { list, handle, .. } => {
+                let account = self.store.account_by_handle(handle).await?.ok_or(ListError::UnknownAccount)?;
+                (Some(account), *list == List::Forward)
             }
-            RosterEdit::Remove { list: List::Forward, handle, group: None } => self.store.account_by_handle(handle).await?,
-            _ => None,
+            RosterEdit::Remove { list: List::Forward, handle, .. } => (self.store.account_by_handle(handle).await?, true),
+            _ => (None, false),
         };
-        let touches_other = matches!(&edit, RosterEdit::Add { list: List::Forward, .. } | RosterEdit::Remove { list: List::Forward, group: None, .. });
         let target_cell = target_account
             .as_ref()
             .filter(|a| touches_other && a.id != session.account_id)
@@ -425,27 +424,48 @@ impl Hub {
             RosterEdit::SetProperty { name, value } => roster.plan_property(name, value.as_deref()),
         };
 
+        // Whether the contact joins or leaves the forward list, decided by the
+        // plan itself (a group-only change does neither).
+        let (joins_forward, leaves_forward) = match &edit {
+            RosterEdit::Add { list: List::Forward, handle, .. } => (!roster.is_on(handle, List::Forward), false),
+            RosterEdit::Remove { list: List::Forward, handle, .. } => {
+                let leaves = changes.iter().any(|c| {
+                    matches!(c, Change::RemoveLists { account_id, handle: h, bits }
+                        if *account_id == session.account_id && h == handle && bits & FORWARD != 0)
+                });
+                (false, leaves)
+            }
+            _ => (false, false),
+        };
+
+        // The other user's roster must be in memory before the commit: it is
+        // read for the reply (phone data, privacy) and the committed changes
+        // are applied to it below (loading it after the commit would apply
+        // them twice).
+        if let (Some(guard), Some(target)) = (target_guard.as_mut(), &target_account) {
+            if guard.is_none() && (joins_forward || leaves_forward) {
+                let rows = self.store.load_roster(target.id).await?;
+                **guard = Some(Roster::from_rows(target, rows, self.settings.max_contacts));
+            }
+        }
+
         // Reverse-list side of a forward-list change.
         let mut reverse_event = None;
         if let (Some(target), true) = (&target_account, target_cell.is_some()) {
-            match &edit {
-                RosterEdit::Add { list: List::Forward, .. } if !roster.is_on(&target.handle, List::Forward) => {
-                    changes.push(Change::AddLists {
-                        account_id: target.id,
-                        handle: roster.handle.clone(),
-                        guid: new_guid(),
-                        stored_name: roster.friendly_name.clone(),
-                        bits: REVERSE,
-                    });
-                    changes.push(Change::BumpListVersion { account_id: target.id });
-                    reverse_event = Some(true);
-                }
-                RosterEdit::Remove { list: List::Forward, group: None, .. } => {
-                    changes.push(Change::RemoveLists { account_id: target.id, handle: roster.handle.clone(), bits: REVERSE });
-                    changes.push(Change::BumpListVersion { account_id: target.id });
-                    reverse_event = Some(false);
-                }
-                _ => {}
+            if joins_forward {
+                changes.push(Change::AddLists {
+                    account_id: target.id,
+                    handle: roster.handle.clone(),
+                    guid: new_guid(),
+                    stored_name: roster.friendly_name.clone(),
+                    bits: REVERSE,
+                });
+                changes.push(Change::BumpListVersion { account_id: target.id });
+                reverse_event = Some(true);
+            } else if leaves_forward {
+                changes.push(Change::RemoveLists { account_id: target.id, handle: roster.handle.clone(), bits: REVERSE });
+                changes.push(Change::BumpListVersion { account_id: target.id });
+                reverse_event = Some(false);
             }
         }
 
@@ -460,9 +480,11 @@ impl Hub {
 
         self.store.apply(&changes).await?;
         roster.apply(&changes);
-        if let Some(target_roster) = target_guard.as_mut().and_then(|g| g.as_mut()) {
+        let target_roster = target_guard.as_mut().and_then(|g| g.as_mut());
+        if let Some(target_roster) = target_roster {
             target_roster.apply(&changes);
         }
+        let target_roster = target_guard.as_ref().and_then(|g| g.as_ref());
 
         outcome.version = roster.version;
         match &edit {
@@ -471,6 +493,11 @@ impl Hub {
             }
             RosterEdit::RenameGroup { number, .. } => outcome.group = roster.groups.get(number).cloned(),
             _ => {}
+        }
+        if joins_forward {
+            if let Some(target_roster) = target_roster {
+                outcome.contact_phone = target_roster.visible_phone_data(&session.handle);
+            }
         }
 
         // Announcements to others.
@@ -490,7 +517,7 @@ impl Hub {
         }
         if let (Some(added), Some(target)) = (reverse_event, &target_account) {
             if let Some(other) = self.session(&target.handle) {
-                let version = target_guard.as_ref().and_then(|g| g.as_ref()).map(|r| r.version).unwrap_or(0);
+                let version = target_roster.map(|r| r.version).unwrap_or(0);
                 let event = if added {
                     SessionEvent::AddedBy { handle: session.handle.clone(), friendly_name: roster.friendly_name.as_str().into(), list_version: version }
                 } else {
@@ -499,19 +526,51 @@ impl Hub {
                 let _ = other.outbox.push(event);
             }
         }
-        if let RosterEdit::Add { list: List::Forward, handle, .. } = &edit {
-            if let Some(other) = self.session(handle) {
-                let presence = other.presence();
-                let allowed = match target_guard.as_ref().and_then(|g| g.as_ref()) {
-                    Some(target_roster) => target_roster.allows(&session.handle),
-                    None => false,
-                };
-                if presence.status.is_visible() && allowed {
-                    outcome.contact_presence = Some(presence);
+        if joins_forward {
+            if let (Some(target), Some(target_roster)) = (&target_account, target_roster) {
+                if let Some(other) = self.session(&target.handle) {
+                    let presence = other.presence();
+                    if presence.status.is_visible() && target_roster.allows(&session.handle) {
+                        outcome.contact_presence = Some(presence);
+                    }
                 }
             }
         }
         Ok(outcome)
+    }
+
+    /// Phone data of every forward-list contact who lets the user see it,
+    /// for the `BPR` lines of the `SYN` dump.
+    pub async fn contacts_phone_data(&self, session: &Session) -> Result<BTreeMap<String, Vec<(String, String)>>, HubError> {
+        // One query for the whole list: loading every contact's roster would
+        // cost several queries per contact at each sign-in.
+        // TODO(store owner): move this query into `Store`.
+        let rows = sqlx::query(
+            "SELECT a.handle, a.blp, p.name, p.value, COALESCE(me.lists, 0) \
+             FROM contacts c \
+             JOIN accounts a ON a.handle = c.handle \
+             JOIN account_properties p ON p.account_id = a.id \
+             LEFT JOIN contacts me ON me.account_id = a.id AND me.handle = $2 \
+             WHERE c.account_id = $1 AND (c.lists & 1) <> 0 \
+             ORDER BY a.handle, p.name",
+        )
+        .bind(session.account_id)
+        .bind(session.handle.as_ref())
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(StoreError::from)?;
+        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for row in rows {
+            let handle: String = row.try_get(0).map_err(StoreError::from)?;
+            let blp: String = row.try_get(1).map_err(StoreError::from)?;
+            let name: String = row.try_get(2).map_err(StoreError::from)?;
+            let value: String = row.try_get(3).map_err(StoreError::from)?;
+            let lists: i64 = row.try_get(4).map_err(StoreError::from)?;
+            if allowed_by(lists, Privacy::from_stored(&blp)) && SHARED_PHONE_KEYS.contains(&name.as_str()) {
+                out.entry(handle).or_default().push((name, value));
+            }
+        }
+        Ok(out)
     }
 
     /// Checks that `caller` may invite `invitee` into a conversation now.

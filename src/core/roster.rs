@@ -16,6 +16,15 @@ pub const PENDING: i64 = 16;
 
 pub const MAX_GROUPS: usize = 30;
 
+/// Own properties that contacts who are allowed see as `BPR` lines.
+pub const SHARED_PHONE_KEYS: &[&str] = &["PHH", "PHW", "PHM", "MOB", "MBE"];
+
+/// The privacy rule (notification.md §6) for an owner whose entry for the
+/// viewer carries `lists` bits (0 when the viewer is on none of their lists).
+pub fn allowed_by(lists: i64, privacy: Privacy) -> bool {
+    lists & ALLOW != 0 || (lists & BLOCK == 0 && privacy == Privacy::AllowUnlisted)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum List {
     Forward,
@@ -70,6 +79,11 @@ pub struct Contact {
 impl Contact {
     pub fn is_on(&self, list: List) -> bool {
         self.lists & list.bit() != 0
+    }
+
+    /// In group `number`; a forward contact in no group counts as in group 0.
+    pub fn in_group(&self, number: i64) -> bool {
+        self.groups.contains(&number) || (number == 0 && self.groups.is_empty())
     }
 }
 
@@ -173,10 +187,15 @@ impl Roster {
 
     /// May `other` see this user's presence and invite them to chats?
     pub fn allows(&self, other: &str) -> bool {
-        if self.is_on(other, List::Allow) {
-            return true;
+        allowed_by(self.contacts.get(other).map_or(0, |c| c.lists), self.privacy)
+    }
+
+    /// The phone properties `viewer` may see (none unless allowed).
+    pub fn visible_phone_data(&self, viewer: &str) -> Vec<(String, String)> {
+        if !self.allows(viewer) {
+            return Vec::new();
         }
-        !self.is_on(other, List::Block) && self.privacy == Privacy::AllowUnlisted
+        self.properties.iter().filter(|(k, _)| SHARED_PHONE_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn contact_by_guid(&self, guid: &str) -> Option<&Contact> {
@@ -199,14 +218,17 @@ impl Roster {
         Change::BumpListVersion { account_id: self.account_id }
     }
 
-    /// Plans putting `handle` on `list` (and, for the forward list, into `group`;
-    /// group 0 or `None` means no group).
+    /// Plans putting `handle` on `list` (and, for the forward list, into `group`).
+    ///
+    /// Group 0 is MSNP7–9's "Other Contacts": it is stored as an ordinary
+    /// membership so a contact can be in 0 and other groups at once, as those
+    /// clients believe; a forward contact in no group at all is shown in group
+    /// 0 too. MSNP10+ has no group 0 and simply ignores that membership.
     pub fn plan_add(&self, list: List, handle: &str, stored_name: &str, group: Option<i64>) -> Result<Vec<Change>, ListError> {
         let id = self.account_id;
         let existing = self.contacts.get(handle);
-        let group = group.filter(|g| *g != 0);
         if let Some(g) = group {
-            if !self.groups.contains_key(&g) {
+            if g != 0 && !self.groups.contains_key(&g) {
                 return Err(ListError::InvalidGroup);
             }
         }
@@ -216,7 +238,7 @@ impl Roster {
             List::Forward => {
                 if let Some(c) = existing.filter(|c| c.is_on(List::Forward)) {
                     match group {
-                        Some(g) if !c.groups.contains(&g) => {
+                        Some(g) if !c.in_group(g) => {
                             changes.push(Change::AddMembership { account_id: id, handle: handle.into(), group: g });
                         }
                         _ => return Err(ListError::AlreadyThere),
@@ -243,7 +265,7 @@ impl Roster {
                 if opposite.is_some_and(|o| existing.is_some_and(|c| c.is_on(o))) {
                     return Err(ListError::InOppositeList);
                 }
-                if self.contacts.len() >= self.max_contacts * 2 {
+                if existing.is_none() && self.contacts.len() >= self.max_contacts * 2 {
                     return Err(ListError::ListFull);
                 }
                 changes.push(self.add_bits(handle, stored_name, list.bit()));
@@ -268,7 +290,8 @@ impl Roster {
         }
     }
 
-    /// Plans taking `handle` off `list`, or, with a group, out of that group only.
+    /// Plans taking `handle` off `list`, or, with a group, out of that group
+    /// only (the contact stays on the forward list even when in no group).
     pub fn plan_remove(&self, list: List, handle: &str, group: Option<i64>) -> Result<Vec<Change>, ListError> {
         let id = self.account_id;
         if list == List::Reverse {
@@ -279,7 +302,16 @@ impl Roster {
         };
         let mut changes = Vec::new();
         match (list, group) {
-            (List::Forward, Some(g)) if g != 0 => {
+            (List::Forward, Some(0)) => {
+                // MSNP7–9 clients move a contact out of "Other Contacts" with
+                // `ADD … g` then `REM … 0`, also when group 0 was only implied
+                // (no groups at all): leaving it is never an error.
+                if !contact.groups.contains(&0) {
+                    return Ok(Vec::new());
+                }
+                changes.push(Change::RemoveMembership { account_id: id, handle: handle.into(), group: 0 });
+            }
+            (List::Forward, Some(g)) => {
                 if !self.groups.contains_key(&g) {
                     return Err(ListError::InvalidGroup);
                 }
@@ -288,7 +320,7 @@ impl Roster {
                 }
                 changes.push(Change::RemoveMembership { account_id: id, handle: handle.into(), group: g });
             }
-            (List::Forward, _) => {
+            (List::Forward, None) => {
                 changes.push(Change::ClearMemberships { account_id: id, handle: handle.into() });
                 changes.push(Change::RemoveLists { account_id: id, handle: handle.into(), bits: FORWARD });
             }
@@ -521,6 +553,27 @@ mod tests {
         edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", None)).unwrap();
         assert!(r.contact("bob@example.com").is_none());
         assert_eq!(r.plan_remove(List::Forward, "bob@example.com", None), Err(ListError::NotOnList));
+    }
+
+    #[test]
+    fn group_zero_is_a_group_of_its_own_for_msnp7_to_9() {
+        let mut r = roster();
+        let (changes, _) = r.plan_add_group("Work").unwrap();
+        r.apply(&changes);
+        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))).unwrap();
+        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)), Err(ListError::AlreadyThere));
+        // Move 0 → 1 the way MSN 6 and libpurple do it: add to 1, leave 0.
+        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))).unwrap();
+        assert_eq!(r.contact("bob@example.com").unwrap().groups, BTreeSet::from([0, 1]));
+        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(0))).unwrap();
+        assert_eq!(r.contact("bob@example.com").unwrap().groups, BTreeSet::from([1]));
+        // Leaving group 0 again, or an implied group 0, is harmless and changes nothing.
+        assert_eq!(r.plan_remove(List::Forward, "bob@example.com", Some(0)), Ok(Vec::new()));
+        // Leaving the last group keeps the contact (then shown in group 0).
+        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(1))).unwrap();
+        let bob = r.contact("bob@example.com").unwrap();
+        assert!(bob.is_on(List::Forward) && bob.groups.is_empty() && bob.in_group(0));
+        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)), Err(ListError::AlreadyThere));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod notification;
+pub mod ops;
 pub mod passport;
 pub mod switchboard;
 
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 pub struct Context {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Flips to `true` when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -91,7 +91,8 @@ const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const NS_PSF: &str = "http://schemas.microsoft.com/Passport/SoapServices/SOAPFault";
 const NS_WST: &str = "http://schemas.xmlsoap.org/ws/2004/04/trust";
 const NS_WSSE: &str = "http://schemas.xmlsoap.org/ws/2003/06/secext";
-const NS_WSU: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
+const NS_WSU: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd";
 const NS_WSP: &str = "http://schemas.xmlsoap.org/ws/2002/12/policy";
 const NS_WSA: &str = "http://schemas.xmlsoap.org/ws/2004/03/addressing";
 const NS_SAML: &str = "urn:oasis:names:tc:SAML:1.0:assertion";
@@ -111,7 +112,9 @@ struct Passport {
 /// The Passport routes (nexus, login, RST), ready to be merged with others.
 pub fn router(hub: Arc<Hub>, config: Arc<Config>) -> Router {
     let base = sanitize_url(&config.http.public_url);
-    let login_host = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
+    let login_host = base
+        .split_once("://")
+        .map_or(base.as_str(), |(_, rest)| rest);
     let nexus = format!(
         "DARealm=Passport.Net,DALogin={login_host}/login2.srf,DAReg={base}/reg,Properties={base}/properties,\
          Privacy={base}/privacy,GeneralRedir={base}/redir,Help={base}/help,ConfigVersion=15"
@@ -122,8 +125,14 @@ pub fn router(hub: Arc<Hub>, config: Arc<Config>) -> Router {
     let state = Arc::new(Passport {
         hub,
         ticket_lifetime: Duration::from_secs(config.auth.ticket_lifetime_secs),
-        nexus: header_value(nexus, "DARealm=Passport.Net,DALogin=localhost/login2.srf,ConfigVersion=15"),
-        failure: header_value(failure, "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt"),
+        nexus: header_value(
+            nexus,
+            "DARealm=Passport.Net,DALogin=localhost/login2.srf,ConfigVersion=15",
+        ),
+        failure: header_value(
+            failure,
+            "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt",
+        ),
     });
     Router::new()
         .route("/rdr/pprdr.asp", any(nexus_handler))
@@ -137,7 +146,10 @@ pub fn router(hub: Arc<Hub>, config: Arc<Config>) -> Router {
 /// the comma-separated headers), without trailing `/`, query or fragment.
 fn sanitize_url(url: &str) -> String {
     let url = url.split(['?', '#']).next().unwrap_or("");
-    let cleaned: String = url.chars().filter(|c| c.is_ascii_graphic() && *c != ',' && *c != '\'').collect();
+    let cleaned: String = url
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != ',' && *c != '\'')
+        .collect();
     cleaned.trim_end_matches('/').to_string()
 }
 
@@ -162,15 +174,18 @@ fn loggable(text: &str) -> String {
 fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }
 
 fn xml_response(xml: String) -> Response<Body> {
     let mut response = Response::new(Body::from(xml));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
     response
 }
 
@@ -234,10 +249,14 @@ impl axum_server::Address for InMemory {
 
 impl axum_server::AddrListener<tokio::io::DuplexStream, InMemory> for InMemoryListener {
     fn bind_to(_: InMemory) -> impl Future<Output = io::Result<Self>> + Send {
-        std::future::ready(Err(io::Error::other("an in-memory listener cannot be bound")))
+        std::future::ready(Err(io::Error::other(
+            "an in-memory listener cannot be bound",
+        )))
     }
 
-    fn accept_stream(&self) -> impl Future<Output = io::Result<(tokio::io::DuplexStream, InMemory)>> + Send {
+    fn accept_stream(
+        &self,
+    ) -> impl Future<Output = io::Result<(tokio::io::DuplexStream, InMemory)>> + Send {
         let stream = self.0.lock().take();
         async move {
             match stream {
@@ -265,15 +284,16 @@ async fn capture_header_case() -> anyhow::Result<Extensions> {
             StatusCode::NO_CONTENT
         }
     });
-    let mut server =
-        axum_server::Server::<InMemory>::from_listener(InMemoryListener(parking_lot::Mutex::new(Some(server_side))))
-            .http1_only();
+    let mut server = axum_server::Server::<InMemory>::from_listener(InMemoryListener(
+        parking_lot::Mutex::new(Some(server_side)),
+    ))
+    .http1_only();
     server.http_builder().http1().preserve_header_case(true);
 
     let mut request = String::from("GET / HTTP/1.1\r\nHost: localhost\r\n");
     for name in HEADER_SPELLINGS {
-        request.push_str(name);
-        request.push_str(": x\r\n");
+        let value = if name == "Content-Length" { "0" } else { "x" };
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     let exchange = async {
@@ -299,7 +319,10 @@ async fn capture_header_case() -> anyhow::Result<Extensions> {
         }
     }
     drop(client);
-    let mut extensions = captured.lock().take().context("the in-memory request never reached its handler")?;
+    let mut extensions = captured
+        .lock()
+        .take()
+        .context("the in-memory request never reached its handler")?;
     extensions.remove::<axum_server::ConnectionShutdown>();
     let described = format!("{extensions:?}");
     if !described.contains("HeaderCaseMap") {
@@ -315,7 +338,10 @@ async fn capture_header_case() -> anyhow::Result<Extensions> {
 async fn nexus_handler(State(passport): State<Arc<Passport>>, request: Request) -> Response<Body> {
     debug!(peer = %peer(&request), "nexus request");
     let mut response = empty(StatusCode::OK);
-    response.headers_mut().insert(HeaderName::from_static("passporturls"), passport.nexus.clone());
+    response.headers_mut().insert(
+        HeaderName::from_static("passporturls"),
+        passport.nexus.clone(),
+    );
     with_header_case(response).await
 }
 
@@ -343,7 +369,9 @@ pub fn parse_authorization(raw: &[u8]) -> Option<Credentials> {
     let mut handle = None;
     let mut password = None;
     for item in rest.split(',') {
-        let Some((key, value)) = item.split_once('=') else { continue };
+        let Some((key, value)) = item.split_once('=') else {
+            continue;
+        };
         let key = key.trim();
         if key.eq_ignore_ascii_case("sign-in") && handle.is_none() {
             handle = Some(msnp::urlenc::decode(value.trim()));
@@ -352,12 +380,16 @@ pub fn parse_authorization(raw: &[u8]) -> Option<Credentials> {
         }
     }
     let handle = handle.filter(|h| !h.is_empty())?;
-    Some(Credentials { handle, password: password? })
+    Some(Credentials {
+        handle,
+        password: password?,
+    })
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// Why a sign-in was refused, for the log line.
@@ -393,7 +425,9 @@ impl Passport {
         match self.hub.accounts.verify_password(handle, password).await {
             Ok(account) => Ok(account),
             Err(SignInError::UnknownAccount) => Err(Refusal::UnknownAccount),
-            Err(SignInError::WrongPassword | SignInError::LegacyDisabled) => Err(Refusal::WrongPassword),
+            Err(SignInError::WrongPassword | SignInError::LegacyDisabled) => {
+                Err(Refusal::WrongPassword)
+            }
             Err(SignInError::Store(e)) => Err(Refusal::Unavailable(e.to_string())),
         }
     }
@@ -402,7 +436,8 @@ impl Passport {
 async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) -> Response<Body> {
     let peer = peer(&request);
     let credentials = match request.headers().get(header::AUTHORIZATION) {
-        Some(value) => parse_authorization(value.as_bytes()).ok_or(Refusal::Malformed("no sign-in or pwd field")),
+        Some(value) => parse_authorization(value.as_bytes())
+            .ok_or(Refusal::Malformed("no sign-in or pwd field")),
         None => Err(Refusal::Malformed("no Authorization header")),
     };
     let (handle, outcome) = match credentials {
@@ -422,7 +457,9 @@ async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) 
             match HeaderValue::from_str(&value) {
                 Ok(value) => {
                     let mut response = empty(StatusCode::OK);
-                    response.headers_mut().insert(HeaderName::from_static("authentication-info"), value);
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static("authentication-info"), value);
                     response
                 }
                 Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
@@ -435,7 +472,9 @@ async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) 
         Err(refusal) => {
             info!(handle = %loggable(&handle), %peer, route = "login2.srf", reason = %refusal, "passport sign-in refused");
             let mut response = empty(StatusCode::UNAUTHORIZED);
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, passport.failure.clone());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, passport.failure.clone());
             response
         }
     };
@@ -467,7 +506,11 @@ pub struct RstRequest {
 /// prefixes, XML entities decoded. `None` without a `Username` and a
 /// `Password`.
 pub fn parse_rst(xml: &str) -> Option<RstRequest> {
-    let username = find_elements(xml, "Username").next()?.text().trim().to_string();
+    let username = find_elements(xml, "Username")
+        .next()?
+        .text()
+        .trim()
+        .to_string();
     let password = find_elements(xml, "Password").next()?.text();
     if username.is_empty() {
         return None;
@@ -490,7 +533,11 @@ pub fn parse_rst(xml: &str) -> Option<RstRequest> {
             TokenRequest { number, address }
         })
         .collect();
-    Some(RstRequest { username, password, tokens })
+    Some(RstRequest {
+        username,
+        password,
+        tokens,
+    })
 }
 
 /// The `RST.srf` service.
@@ -582,7 +629,13 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
         Ok(account) => {
             let ticket = passport.hub.tickets.issue(&account.handle);
             info!(handle = %account.handle, %peer, route, "passport sign-in accepted");
-            xml_response(rst_success(&account, &ticket, &request.tokens, now, passport.ticket_lifetime))
+            xml_response(rst_success(
+                &account,
+                &ticket,
+                &request.tokens,
+                now,
+                passport.ticket_lifetime,
+            ))
         }
         Err(Refusal::Unavailable(e)) => {
             warn!(handle = %loggable(&request.username), %peer, route, error = %e, "passport sign-in failed: account store unavailable");
@@ -597,7 +650,11 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
 
 async fn rst_handler(State(passport): State<Arc<Passport>>, request: Request) -> Response<Body> {
     let peer = peer(&request);
-    let route = if request.uri().path().eq_ignore_ascii_case("/RST2.srf") { "RST2.srf" } else { "RST.srf" };
+    let route = if request.uri().path().eq_ignore_ascii_case("/RST2.srf") {
+        "RST2.srf"
+    } else {
+        "RST.srf"
+    };
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -633,7 +690,10 @@ fn rst_fault(now: SystemTime) -> String {
          <S:Envelope xmlns:S=\"{SOAP_ENV}\" xmlns:wsse=\"{NS_WSSE}\" xmlns:psf=\"{NS_PSF}\">{}\
          <S:Fault><faultcode>wsse:FailedAuthentication</faultcode><faultstring>Authentication Failure</faultstring></S:Fault>\
          </S:Envelope>",
-        psf_header(now, "<psf:authstate>0x80048800</psf:authstate><psf:reqstatus>0x80048821</psf:reqstatus>")
+        psf_header(
+            now,
+            "<psf:authstate>0x80048800</psf:authstate><psf:reqstatus>0x80048821</psf:reqstatus>"
+        )
     )
 }
 
@@ -647,16 +707,28 @@ fn rst_success(
     let fallback;
     let requested = if requested.is_empty() {
         fallback = [
-            TokenRequest { number: 0, address: PASSPORT_TB.into() },
-            TokenRequest { number: 1, address: MESSENGER_ADDRESSES[0].into() },
-            TokenRequest { number: 2, address: MESSENGER_ADDRESSES[1].into() },
+            TokenRequest {
+                number: 0,
+                address: PASSPORT_TB.into(),
+            },
+            TokenRequest {
+                number: 1,
+                address: MESSENGER_ADDRESSES[0].into(),
+            },
+            TokenRequest {
+                number: 2,
+                address: MESSENGER_ADDRESSES[1].into(),
+            },
         ];
         &fallback[..]
     } else {
         requested
     };
     let id = u64::try_from(account.id).unwrap_or(0);
-    let puid = format!("{:016X}", 0x0006_0000_0000_0000_u64 | (id & 0xFFFF_FFFF_FFFF));
+    let puid = format!(
+        "{:016X}",
+        0x0006_0000_0000_0000_u64 | (id & 0xFFFF_FFFF_FFFF)
+    );
     let cid = format!("{id:016x}");
     let created = iso8601(now);
     let mut out = String::with_capacity(2048 + requested.len() * 1024);
@@ -683,8 +755,14 @@ fn rst_success(
     for token in requested {
         let address = xml_escape(&token.address);
         let n = token.number;
-        let messenger = MESSENGER_ADDRESSES.iter().any(|a| token.address.eq_ignore_ascii_case(a));
-        let lifetime = if messenger { ticket_lifetime } else { Duration::from_secs(24 * 3600) };
+        let messenger = MESSENGER_ADDRESSES
+            .iter()
+            .any(|a| token.address.eq_ignore_ascii_case(a));
+        let lifetime = if messenger {
+            ticket_lifetime
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
         let expires = iso8601(now + lifetime);
         out.push_str("<wst:RequestSecurityTokenResponse>");
         if token.address.eq_ignore_ascii_case(PASSPORT_TB) {
@@ -706,7 +784,11 @@ fn rst_success(
             // messenger.msn.com was a "legacy" PPToken in the MSNP12 era,
             // the rest "compact" tokens; clients only read the text.
             let legacy = token.address.eq_ignore_ascii_case(MESSENGER_ADDRESSES[1]);
-            let (kind, id) = if legacy { ("legacy", format!("PPToken{n}")) } else { ("compact", format!("Compact{n}")) };
+            let (kind, id) = if legacy {
+                ("legacy", format!("PPToken{n}"))
+            } else {
+                ("compact", format!("Compact{n}"))
+            };
             let value = if messenger {
                 xml_escape(ticket)
             } else {
@@ -784,9 +866,15 @@ impl<'a> Element<'a> {
                 out.push_str(&after[..end]);
                 rest = after.get(end + 3..).unwrap_or("");
             } else if let Some(after) = rest.strip_prefix("<!--") {
-                rest = after.find("-->").and_then(|end| after.get(end + 3..)).unwrap_or("");
+                rest = after
+                    .find("-->")
+                    .and_then(|end| after.get(end + 3..))
+                    .unwrap_or("");
             } else if rest.starts_with('<') {
-                rest = rest.find('>').and_then(|end| rest.get(end + 1..)).unwrap_or("");
+                rest = rest
+                    .find('>')
+                    .and_then(|end| rest.get(end + 1..))
+                    .unwrap_or("");
             } else {
                 let end = rest.find('<').unwrap_or(rest.len());
                 out.push_str(&xml_unescape(&rest[..end]));
@@ -807,7 +895,9 @@ fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Eleme
             let start = cursor + xml.get(cursor..)?.find('<')?;
             cursor = start + 1;
             let tag = &xml[start + 1..];
-            let name_len = tag.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(tag.len());
+            let name_len = tag
+                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .unwrap_or(tag.len());
             let qname = &tag[..name_len];
             if qname.is_empty() || qname.starts_with(['!', '?']) {
                 continue;
@@ -815,18 +905,28 @@ fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Eleme
             if qname.rsplit(':').next() != Some(local) {
                 continue;
             }
-            let Some(tag_end) = start_tag_end(&tag[name_len..]) else { continue };
+            let Some(tag_end) = start_tag_end(&tag[name_len..]) else {
+                continue;
+            };
             let attributes_end = name_len + tag_end;
             let attributes = &tag[name_len..attributes_end];
             let after_tag = start + 1 + attributes_end + 1;
             if attributes.trim_end().ends_with('/') {
                 cursor = after_tag;
-                return Some(Element { attributes, inner: "" });
+                return Some(Element {
+                    attributes,
+                    inner: "",
+                });
             }
             let body = xml.get(after_tag..)?;
-            let Some(close) = find_close(body, qname) else { continue };
+            let Some(close) = find_close(body, qname) else {
+                continue;
+            };
             cursor = after_tag + close;
-            return Some(Element { attributes, inner: &body[..close] });
+            return Some(Element {
+                attributes,
+                inner: &body[..close],
+            });
         }
     })
 }
@@ -852,10 +952,10 @@ fn find_close(body: &str, qname: &str) -> Option<usize> {
     loop {
         let at = from + body.get(from..)?.find("</")?;
         let rest = &body[at + 2..];
-        if let Some(after) = rest.strip_prefix(qname) {
-            if after.trim_start().starts_with('>') {
-                return Some(at);
-            }
+        if let Some(after) = rest.strip_prefix(qname)
+            && after.trim_start().starts_with('>')
+        {
+            return Some(at);
         }
         from = at + 2;
     }
@@ -881,7 +981,10 @@ pub fn xml_unescape(text: &str) -> String {
                 "quot" => Some('"'),
                 "apos" => Some('\''),
                 _ => {
-                    let code = if let Some(hex) = entity.strip_prefix("#x").or_else(|| entity.strip_prefix("#X")) {
+                    let code = if let Some(hex) = entity
+                        .strip_prefix("#x")
+                        .or_else(|| entity.strip_prefix("#X"))
+                    {
                         u32::from_str_radix(hex, 16).ok()
                     } else if let Some(dec) = entity.strip_prefix('#') {
                         dec.parse::<u32>().ok()
@@ -926,10 +1029,18 @@ pub fn xml_escape(text: &str) -> String {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 fn iso8601(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (year, month, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
     let rem = secs % 86_400;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
@@ -992,17 +1103,26 @@ enum FirstLine {
 
 impl<S> LegacyRequestLine<S> {
     pub fn new(inner: S) -> Self {
-        LegacyRequestLine { inner, state: FirstLine::Reading(Vec::new()) }
+        LegacyRequestLine {
+            inner,
+            state: FirstLine::Reading(Vec::new()),
+        }
     }
 }
 
 /// `seen` with ` HTTP/1.0` added to its first line (which ends at
 /// `newline`) if that line is `METHOD target` and nothing more.
 fn add_missing_version(mut seen: Vec<u8>, newline: usize) -> Vec<u8> {
-    let line_end = if newline > 0 && seen.get(newline - 1) == Some(&b'\r') { newline - 1 } else { newline };
+    let line_end = if newline > 0 && seen.get(newline - 1) == Some(&b'\r') {
+        newline - 1
+    } else {
+        newline
+    };
     let line = &seen[..line_end];
     let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else { return seen };
+    let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
+        return seen;
+    };
     if method.iter().all(u8::is_ascii_uppercase) && target.first() == Some(&b'/') {
         seen.splice(line_end..line_end, b" HTTP/1.0".iter().copied());
     }
@@ -1010,7 +1130,11 @@ fn add_missing_version(mut seen: Vec<u8>, newline: usize) -> Vec<u8> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for LegacyRequestLine<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
@@ -1031,7 +1155,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for LegacyRequestLine<S> {
                     let got = chunk_buf.filled();
                     if got.is_empty() {
                         let seen = std::mem::take(seen);
-                        this.state = if seen.is_empty() { FirstLine::Done } else { FirstLine::Replaying(seen, 0) };
+                        this.state = if seen.is_empty() {
+                            FirstLine::Done
+                        } else {
+                            FirstLine::Replaying(seen, 0)
+                        };
                         if matches!(this.state, FirstLine::Done) {
                             return Poll::Ready(Ok(()));
                         }
@@ -1052,7 +1180,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for LegacyRequestLine<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for LegacyRequestLine<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -1083,14 +1215,31 @@ pub fn tls_server_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certificates = CertificateDer::pem_file_iter(&tls.certificate)
-        .with_context(|| format!("http.tls.certificate: cannot read {}", tls.certificate.display()))?
+        .with_context(|| {
+            format!(
+                "http.tls.certificate: cannot read {}",
+                tls.certificate.display()
+            )
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("http.tls.certificate: invalid PEM in {}", tls.certificate.display()))?;
+        .with_context(|| {
+            format!(
+                "http.tls.certificate: invalid PEM in {}",
+                tls.certificate.display()
+            )
+        })?;
     if certificates.is_empty() {
-        anyhow::bail!("http.tls.certificate: no certificate in {}", tls.certificate.display());
+        anyhow::bail!(
+            "http.tls.certificate: no certificate in {}",
+            tls.certificate.display()
+        );
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.private_key)
-        .with_context(|| format!("http.tls.private_key: cannot read a private key from {}", tls.private_key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.private_key).with_context(|| {
+        format!(
+            "http.tls.private_key: cannot read a private key from {}",
+            tls.private_key.display()
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -1136,13 +1285,20 @@ pub async fn serve(
         })
     };
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum_server::from_tcp(listener).context("cannot use the HTTP listener")?.handle(handle).http1_only();
+    let server = axum_server::from_tcp(listener)
+        .context("cannot use the HTTP listener")?
+        .handle(handle)
+        .http1_only();
     let result = match tls_config {
         None => {
             info!(address = ?local, "Passport HTTP listening");
-            let mut server = server.acceptor(LegacyAcceptor(axum_server::accept::NoDelayAcceptor::new()));
+            let mut server =
+                server.acceptor(LegacyAcceptor(axum_server::accept::NoDelayAcceptor::new()));
             configure_http1!(server);
-            server.first_request_timeout(Duration::from_secs(30)).serve(make_service).await
+            server
+                .first_request_timeout(Duration::from_secs(30))
+                .serve(make_service)
+                .await
         }
         Some(config) => {
             info!(address = ?local, "Passport HTTPS listening");
@@ -1151,7 +1307,10 @@ pub async fn serve(
                 .acceptor(axum_server::accept::NoDelayAcceptor::new());
             let mut server = server.acceptor(LegacyAcceptor(acceptor));
             configure_http1!(server);
-            server.first_request_timeout(Duration::from_secs(30)).serve(make_service).await
+            server
+                .first_request_timeout(Duration::from_secs(30))
+                .serve(make_service)
+                .await
         }
     };
     stopper.abort();
@@ -1168,7 +1327,13 @@ mod tests {
             b"Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in=alice%40example.com,pwd=s3cret%21,lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764429,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619",
         )
         .unwrap();
-        assert_eq!(c, Credentials { handle: "alice@example.com".into(), password: "s3cret!".into() });
+        assert_eq!(
+            c,
+            Credentials {
+                handle: "alice@example.com".into(),
+                password: "s3cret!".into()
+            }
+        );
         let c = parse_authorization(b"Passport1.4 Passport1.4  OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom},sign-in=a%40b.c,pwd=x%2Cy").unwrap();
         assert_eq!(c.handle, "a@b.c");
         assert_eq!(c.password, "x,y");
@@ -1178,7 +1343,12 @@ mod tests {
         assert!(parse_authorization(b"").is_none());
         assert!(parse_authorization(&[0xff, 0xfe, b',', b'=']).is_none());
         // An empty password parses; the check refuses it.
-        assert_eq!(parse_authorization(b"sign-in=a%40b.c,pwd=").unwrap().password, "");
+        assert_eq!(
+            parse_authorization(b"sign-in=a%40b.c,pwd=")
+                .unwrap()
+                .password,
+            ""
+        );
     }
 
     #[test]
@@ -1197,8 +1367,14 @@ mod tests {
         assert_eq!(
             r.tokens,
             vec![
-                TokenRequest { number: 0, address: "http://Passport.NET/tb".into() },
-                TokenRequest { number: 1, address: "messengerclear.live.com".into() },
+                TokenRequest {
+                    number: 0,
+                    address: "http://Passport.NET/tb".into()
+                },
+                TokenRequest {
+                    number: 1,
+                    address: "messengerclear.live.com".into()
+                },
             ]
         );
         let cdata = "<Username>x@y.z</Username><s:Password><![CDATA[p<&>]]></s:Password>";
@@ -1221,8 +1397,14 @@ mod tests {
     #[test]
     fn dates_are_iso8601_utc() {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(1_062_764_229)), "2003-09-05T12:17:09Z");
-        assert_eq!(iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(1_062_764_229)),
+            "2003-09-05T12:17:09Z"
+        );
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]
@@ -1237,9 +1419,19 @@ mod tests {
         assert_eq!(add_missing_version(kept.clone(), kept.len() - 1), kept);
     }
 
+    #[tokio::test]
+    async fn hyper_keeps_the_wanted_spellings() {
+        // Guards the header-case mechanism against hyper or axum-server changes.
+        let extensions = header_case().await.expect("header spellings captured");
+        assert!(format!("{extensions:?}").contains("HeaderCaseMap"));
+    }
+
     #[test]
     fn public_url_is_cleaned_for_headers() {
-        assert_eq!(sanitize_url("https://login.example.com/"), "https://login.example.com");
+        assert_eq!(
+            sanitize_url("https://login.example.com/"),
+            "https://login.example.com"
+        );
         assert_eq!(sanitize_url("http://h:8080/p?q#f"), "http://h:8080/p");
         assert_eq!(sanitize_url("http://a,b\r\n'c"), "http://abc");
     }

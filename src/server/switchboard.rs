@@ -127,11 +127,10 @@ impl SbConnection {
         // Deliver what is already queued (e.g. the last messages) before closing.
         let _ = self.render_events();
         self.conn.shutdown().await;
-        if let Some(j) = self.joined.take() {
-            if j.conversation.leave(j.endpoint, removed_by_server) {
+        if let Some(j) = self.joined.take()
+            && j.conversation.leave(j.endpoint, removed_by_server) {
                 self.ctx.hub.conversations.forget_if_closed(j.conversation.id);
             }
-        }
     }
 
     fn render_events(&mut self) -> Flow {

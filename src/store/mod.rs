@@ -409,13 +409,11 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(parent) = Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
+    if path != ":memory:" && !path.is_empty()
+        && let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)?;
             }
-        }
-    }
     let query = if query.contains("mode=") { query.to_string() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
     Ok(format!("sqlite://{path}?{query}"))
 }

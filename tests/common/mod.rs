@@ -253,3 +253,101 @@ pub async fn sign_in_twn(server: &TestServer, dialect: u8, handle: &str, passwor
 pub async fn sign_in(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
     if dialect <= 7 { sign_in_md5(server.ns(), dialect, handle, password).await } else { sign_in_twn(server, dialect, handle, password).await }
 }
+
+/// The real `msngate` binary running as a child process on free loopback ports.
+pub struct BinaryServer {
+    pub child: std::process::Child,
+    pub config_path: std::path::PathBuf,
+    pub ns: SocketAddr,
+    pub http: SocketAddr,
+}
+
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+}
+
+/// Writes a config for the binary into `dir` (SQLite there unless
+/// `MSNGATE_TEST_DATABASE_URL` is set) and returns its path and the NS/HTTP addresses.
+pub fn binary_config(dir: &std::path::Path) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
+    let (ns, sb, http) = (free_port(), free_port(), free_port());
+    let db = match std::env::var("MSNGATE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => format!("sqlite://{}/msngate.db", dir.display()),
+    };
+    let yaml = format!(
+        "msn:\n  listen: {ns}\n  switchboard_listen: {sb}\n  public_host: 127.0.0.1\n  challenges: false\nhttp:\n  listen: {http}\n  public_url: http://{http}\ndatabase:\n  url: {db}\nauth:\n  argon2_memory_kib: 1024\n  argon2_iterations: 1\nlog:\n  level: info\n"
+    );
+    let path = dir.join("msngate.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    (path, ns, http)
+}
+
+/// Runs `msngate --config <path> <args…>` to completion; panics on failure.
+pub fn run_cli(config_path: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
+        .arg("--config")
+        .arg(config_path)
+        .args(args)
+        .output()
+        .expect("run msngate");
+    assert!(out.status.success(), "msngate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+impl BinaryServer {
+    /// Starts `msngate serve` and waits until the notification port accepts.
+    pub async fn spawn(config_path: &std::path::Path, ns: SocketAddr, http: SocketAddr) -> BinaryServer {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
+            .arg("--config")
+            .arg(config_path)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn msngate");
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while TcpStream::connect(ns).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "msngate did not start listening");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        BinaryServer { child, config_path: config_path.to_path_buf(), ns, http }
+    }
+
+    /// Sends SIGTERM and waits for the exit status (bounded).
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "msngate did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP GET; returns (status line, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect http");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response)).await.expect("http timeout").expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.lines().next().unwrap_or("").to_string();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(decode_all(&d, b"MSG 1 A -5\r\n"), Err(FrameError::BadPayloadLength("MSG".into())));
         assert!(matches!(decode_all(&d, b"TOOLONG 1\r\n"), Err(FrameError::BadName(_))));
         assert!(matches!(decode_all(&d, b"V\xffR 1\r\n"), Err(FrameError::BadName(_))));
-        let long = vec![b'A'; MAX_LINE + 1];
+        let long = vec![b'A'; MAX_LINE + 2];
         assert_eq!(decode_all(&d, &long), Err(FrameError::LineTooLong { max: MAX_LINE }));
     }
 

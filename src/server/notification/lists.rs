@@ -89,15 +89,14 @@ impl NsConnection {
     }
 
     fn send_contact_presence(&mut self, trid: u32, outcome: &EditOutcome) {
-        if let Some(p) = &outcome.contact_presence {
-            if self.presence_started {
+        if let Some(p) = &outcome.contact_presence
+            && self.presence_started {
                 self.conn.send_line(&format!("ILN {trid} {}", presence_fields(p, self.dialect)));
                 if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
                     let xml = super::presence::personal_message_xml(&p.personal_message);
                     self.conn.send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
                 }
             }
-        }
     }
 
     pub(super) async fn syn(&mut self, trid: u32, cmd: &Command) -> Flow {
@@ -267,12 +266,11 @@ impl NsConnection {
         } else {
             format!("REM {trid} {} {} {handle}", list_code(list), outcome.version)
         };
-        if let Some(g) = &group_arg {
-            if list == List::Forward {
+        if let Some(g) = &group_arg
+            && list == List::Forward {
                 line.push(' ');
                 line.push_str(g);
             }
-        }
         self.conn.send_line(&line);
         Flow::Continue
     }

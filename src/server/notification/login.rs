@@ -33,6 +33,7 @@ impl NsConnection {
     }
 
     fn refuse(&mut self, cmd: &Command, reason: &'static str) -> Flow {
+        crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_protocol);
         tracing::info!(peer = %self.conn.peer, command = %cmd.name, reason, "closing connection");
         Flow::Close
     }
@@ -135,6 +136,7 @@ impl NsConnection {
         let account = match account {
             Ok(account) => account,
             Err(reason) => {
+                crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_bad_credentials);
                 tracing::info!(peer = %self.conn.peer, user = %handle, dialect = %self.dialect, reason, "sign-in refused");
                 return self.reply_error(ErrorCode::AuthFailed, trid);
             }
@@ -170,6 +172,13 @@ impl NsConnection {
             abch_migrated: self.dialect.uses_guids(),
         });
         self.conn.send_payload("MSG Hotmail Hotmail", &profile);
+        crate::metrics::Metrics::inc(match method {
+            LoginMethod::Md5 => &self.ctx.metrics.signins_md5,
+            LoginMethod::Passport => &self.ctx.metrics.signins_passport,
+        });
+        if let Some(gauge) = self.ctx.metrics.session_gauge(self.dialect.number()) {
+            gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         session.client_tag.store(u32::from(self.dialect.number()), std::sync::atomic::Ordering::Relaxed);
         self.state = LoginState::SignedIn;
         self.session = Some(session);

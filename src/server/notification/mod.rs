@@ -88,6 +88,11 @@ impl RateLimiter {
 }
 
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Role) {
+    let metrics = ctx.metrics.clone();
+    let _connection = crate::metrics::GaugeGuard::new(match role {
+        Role::Dispatch => &metrics.dispatch_connections,
+        Role::Notification => &metrics.notification_connections,
+    });
     let decoder = Decoder::client_to_server(msnp::codec::MAX_NOTIFICATION_PAYLOAD);
     let rate = RateLimiter::new(ctx.config.msn.rate_limit_changes, Duration::from_secs(ctx.config.msn.rate_window_secs));
     let now = Instant::now();
@@ -189,6 +194,9 @@ impl NsConnection {
     async fn finish(&mut self) {
         self.conn.shutdown().await;
         if let Some(session) = self.session.take() {
+            if let Some(gauge) = self.ctx.metrics.session_gauge(self.dialect.number()) {
+                gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             self.ctx.hub.sign_out(&session).await;
             tracing::info!(user = %session.handle, "signed out");
         }

@@ -44,12 +44,11 @@ pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
     if dialect.has_capabilities() {
         line.push_str(&format!(" {}", p.capabilities));
     }
-    if dialect.has_msn_objects() {
-        if let Some(avatar) = p.avatar.as_deref().filter(|a| !a.is_empty()) {
+    if dialect.has_msn_objects()
+        && let Some(avatar) = p.avatar.as_deref().filter(|a| !a.is_empty()) {
             line.push(' ');
             line.push_str(&encoded(avatar));
         }
-    }
     line
 }
 

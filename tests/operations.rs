@@ -1,0 +1,118 @@
+//! Operations: /metrics, /health and /ready after real traffic, and a
+//! graceful SIGTERM that loses nothing acknowledged.
+
+mod common;
+use common::*;
+
+const PW: &str = "s3cret!";
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in:\n{body}"))
+}
+
+#[tokio::test]
+async fn metrics_health_and_ready_reflect_real_traffic() {
+    let server = start().await;
+    server.add_user("ops-alice@example.com", PW, "Alice").await;
+    server.add_user("ops-bob@example.com", PW, "Bob").await;
+
+    let (status, body) = http_get(server.http(), "/health").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(body, "ok\n");
+    let (status, body) = http_get(server.http(), "/ready").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+
+    let _a = sign_in(&server, 7, "ops-alice@example.com", PW).await;
+    let _b = sign_in(&server, 11, "ops-bob@example.com", PW).await;
+    // One refusal with wrong credentials.
+    let mut bad = Client::connect(server.ns()).await;
+    bad.send("VER 1 MSNP7").await;
+    bad.recv().await;
+    bad.send("USR 2 MD5 I ops-alice@example.com").await;
+    bad.recv().await;
+    bad.send("USR 3 MD5 S 00000000000000000000000000000000").await;
+    bad.expect("911 3").await;
+
+    let (status, body) = http_get(server.http(), "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(metric(&body, "msngate_signins_total{method=\"md5\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_signins_total{method=\"passport\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_passport_logins_total{result=\"success\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_signin_refusals_total{reason=\"credentials\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP7\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP11\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_connections{role=\"notification\"}"), 3.0);
+    assert_eq!(metric(&body, "msngate_online_users"), 2.0);
+    for name in ["msngate_messages_relayed_total", "msngate_bridge_queue_depth", "msngate_bridge_delivery_failures_total", "msngate_bridge_reconnects_total"] {
+        metric(&body, name);
+    }
+
+    drop(bad);
+    drop(_a);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, body) = http_get(server.http(), "/metrics").await;
+    assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP7\"}"), 0.0);
+    assert_eq!(metric(&body, "msngate_connections{role=\"notification\"}"), 1.0);
+    assert_eq!(metric(&body, "msngate_online_users"), 1.0);
+}
+
+#[tokio::test]
+async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ns, http) = binary_config(dir.path());
+    run_cli(&config, &["user", "add", "term-alice@example.com", "--password", PW, "--nickname", "Alice"]);
+    run_cli(&config, &["user", "add", "term-bob@example.com", "--password", PW]);
+    let server = BinaryServer::spawn(&config, ns, http).await;
+
+    let mut alice = sign_in_md5(ns, 7, "term-alice@example.com", PW).await;
+    alice.send("SYN 5 0").await;
+    let syn = alice.recv().await;
+    for _ in 0..(3 + 4) {
+        // GTC, BLP, LSG group 0, then one LST line per (empty) list.
+        alice.recv().await;
+    }
+    assert_eq!(syn.name, "SYN");
+    alice.send("ADG 6 Friends 0").await;
+    let adg = alice.recv().await;
+    assert_eq!(adg.name, "ADG", "{}", render(&adg));
+    let group = adg.args[3].clone();
+    alice.send(&format!("ADD 7 FL term-bob@example.com Bob {group}")).await;
+    assert_eq!(alice.recv().await.name, "ADD");
+    alice.send("ADD 8 BL term-bob@example.com Bob").await;
+    assert_eq!(alice.recv().await.name, "ADD");
+    alice.send("REA 9 term-alice@example.com Alice%20Renamed").await;
+    assert_eq!(alice.recv().await.name, "REA");
+
+    let status = server.terminate().await;
+    assert!(status.success(), "msngate exited with {status}");
+    let seen = alice.expect_closed().await;
+    assert_eq!(seen.iter().map(render).collect::<Vec<_>>(), ["OUT SSD"]);
+
+    let _server = BinaryServer::spawn(&config, ns, http).await;
+    let mut alice = Client::connect(ns).await;
+    alice.send("VER 1 MSNP7").await;
+    alice.recv().await;
+    alice.send("USR 2 MD5 I term-alice@example.com").await;
+    let salt = alice.recv().await.args[3].clone();
+    alice.send(&format!("USR 3 MD5 S {}", msnp::auth::md5_login_hash(&salt, PW))).await;
+    alice.expect("USR 3 OK term-alice@example.com Alice%20Renamed 1").await;
+    alice.recv().await; // profile
+    alice.send("SYN 4 0").await;
+    let mut lines = Vec::new();
+    loop {
+        let cmd = alice.recv().await;
+        let done = cmd.name == "LST" && cmd.args[1] == "RL";
+        lines.push(render(&cmd));
+        if done {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    assert!(text.contains(&format!("LSG 4 5 2 2 {group} Friends 0")), "{text}");
+    assert!(text.contains(&format!("LST 4 FL 5 1 1 term-bob@example.com Bob {group}")), "{text}");
+    assert!(text.contains("LST 4 BL 5 1 1 term-bob@example.com Bob"), "{text}");
+}

@@ -81,11 +81,11 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
     assert_eq!(adg.name, "ADG", "{}", render(&adg));
     let group = adg.args[3].clone();
     alice.send(&format!("ADD 7 FL term-bob@example.com Bob {group}")).await;
-    assert_eq!(alice.recv().await.name, "ADD");
+    alice.recv_named("ADD").await;
     alice.send("ADD 8 BL term-bob@example.com Bob").await;
-    assert_eq!(alice.recv().await.name, "ADD");
+    assert_eq!(alice.recv_named("ADD").await.args[0], "8");
     alice.send("REA 9 term-alice@example.com Alice%20Renamed").await;
-    assert_eq!(alice.recv().await.name, "REA");
+    assert_eq!(alice.recv_named("REA").await.args[0], "9");
 
     let status = server.terminate().await;
     assert!(status.success(), "msngate exited with {status}");

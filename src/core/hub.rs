@@ -93,6 +93,8 @@ pub struct EditOutcome {
     /// Phone data of a contact just put on the forward list that they let
     /// the user see (the reply is followed by `BPR` lines).
     pub contact_phone: Vec<(String, String)>,
+    /// The contact was put on the forward list (not only into another group).
+    pub joined_forward: bool,
 }
 
 /// Why an invitation into a conversation cannot reach someone. Deliberately
@@ -494,6 +496,7 @@ impl Hub {
             RosterEdit::RenameGroup { number, .. } => outcome.group = roster.groups.get(number).cloned(),
             _ => {}
         }
+        outcome.joined_forward = joins_forward;
         if joins_forward {
             if let Some(target_roster) = target_roster {
                 outcome.contact_phone = target_roster.visible_phone_data(&session.handle);

@@ -885,19 +885,35 @@ impl<'a> Element<'a> {
     }
 }
 
+/// Longest element name [`find_elements`] considers.
+const MAX_NAME_LEN: usize = 128;
+/// Unterminated candidates [`find_elements`] skips before giving up.
+const MAX_BROKEN_ELEMENTS: usize = 8;
+
 /// Every element whose local name is `local`, whatever its prefix, in
 /// document order. Unterminated elements are skipped; same-name nesting is
 /// not supported (none of the elements read here nests).
 fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Element<'a>> + 'a {
     let mut cursor = 0;
+    // Each broken candidate may cost a scan of the rest of the document;
+    // a few are tolerated, then the document is given up on, so hostile
+    // input cannot make this quadratic.
+    let mut broken = 0;
     std::iter::from_fn(move || {
         loop {
+            if broken > MAX_BROKEN_ELEMENTS {
+                return None;
+            }
             let start = cursor + xml.get(cursor..)?.find('<')?;
             cursor = start + 1;
             let tag = &xml[start + 1..];
-            let name_len = tag
-                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-                .unwrap_or(tag.len());
+            let Some(name_len) = tag
+                .bytes()
+                .take(MAX_NAME_LEN)
+                .position(|b| b.is_ascii_whitespace() || b == b'>' || b == b'/')
+            else {
+                continue;
+            };
             let qname = &tag[..name_len];
             if qname.is_empty() || qname.starts_with(['!', '?']) {
                 continue;
@@ -906,6 +922,7 @@ fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Eleme
                 continue;
             }
             let Some(tag_end) = start_tag_end(&tag[name_len..]) else {
+                broken += 1;
                 continue;
             };
             let attributes_end = name_len + tag_end;
@@ -920,6 +937,7 @@ fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Eleme
             }
             let body = xml.get(after_tag..)?;
             let Some(close) = find_close(body, qname) else {
+                broken += 1;
                 continue;
             };
             cursor = after_tag + close;
@@ -972,30 +990,34 @@ pub fn xml_unescape(text: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp..];
-        let decoded = after.find(';').filter(|&end| end <= 12).and_then(|end| {
-            let entity = &after[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => {
-                    let code = if let Some(hex) = entity
-                        .strip_prefix("#x")
-                        .or_else(|| entity.strip_prefix("#X"))
-                    {
-                        u32::from_str_radix(hex, 16).ok()
-                    } else if let Some(dec) = entity.strip_prefix('#') {
-                        dec.parse::<u32>().ok()
-                    } else {
-                        None
-                    };
-                    code.and_then(char::from_u32)
-                }
-            };
-            c.map(|c| (c, end))
-        });
+        let decoded = after
+            .bytes()
+            .take(13)
+            .position(|b| b == b';')
+            .and_then(|end| {
+                let entity = &after[1..end];
+                let c = match entity {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    _ => {
+                        let code = if let Some(hex) = entity
+                            .strip_prefix("#x")
+                            .or_else(|| entity.strip_prefix("#X"))
+                        {
+                            u32::from_str_radix(hex, 16).ok()
+                        } else if let Some(dec) = entity.strip_prefix('#') {
+                            dec.parse::<u32>().ok()
+                        } else {
+                            None
+                        };
+                        code.and_then(char::from_u32)
+                    }
+                };
+                c.map(|c| (c, end))
+            });
         match decoded {
             Some((c, end)) => {
                 out.push(c);
@@ -1384,6 +1406,32 @@ mod tests {
         assert!(parse_rst("not xml at all < > & ;").is_none());
         assert!(parse_rst("").is_none());
         assert!(parse_rst("<wsse:Username>x</wsse:Username><wsse:Password>p").is_none());
+    }
+
+    #[test]
+    fn hostile_rst_bodies_stay_cheap() {
+        let size = MAX_RST_BODY;
+        let patterns = [
+            "<".repeat(size),
+            "&".repeat(size),
+            "<Username>".repeat(size / 10),
+            "<Username></x".repeat(size / 13),
+            "<a:Username b=\"".repeat(size / 15),
+            format!(
+                "<Username>u</Username><Password>p</Password>{}",
+                "<RequestSecurityToken>".repeat(size / 22)
+            ),
+        ];
+        for body in patterns {
+            let started = std::time::Instant::now();
+            let _ = parse_rst(&body);
+            let _ = xml_unescape(&body);
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                &body[..40]
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,36 @@ impl TestServer {
     }
 }
 
+/// The database for one test server: a SQLite file in `dir`, or, when
+/// `MSNGATE_TEST_BACKEND=postgres`, a fresh database created on the
+/// PostgreSQL server named by `MSNGATE_TEST_POSTGRES_URL` (so tests never
+/// share state, even running in parallel).
+pub fn database_url(dir: &std::path::Path) -> String {
+    if std::env::var("MSNGATE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}/msngate.db", dir.display());
+    }
+    let admin = std::env::var("MSNGATE_TEST_POSTGRES_URL").expect("MSNGATE_TEST_BACKEND=postgres needs MSNGATE_TEST_POSTGRES_URL");
+    let name = format!("msngate_t_{}", msngate::core::tickets::random_hex());
+    let admin_c = admin.clone();
+    let name_c = name.clone();
+    // Its own runtime on its own thread: callers may be sync or async.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin_c).await.expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name_c}"))).execute(&pool).await.expect("create database");
+            pool.close().await;
+        })
+    })
+    .join()
+    .expect("create database thread");
+    match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("MSNGATE_TEST_POSTGRES_URL must end in /database"),
+    }
+}
+
 /// Configuration for tests: loopback, any free ports, cheap password hashing.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut c = Config::default();
@@ -42,10 +72,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.http.listen = any;
     c.msn.public_host = "127.0.0.1".into();
     c.msn.challenges = false;
-    c.database.url = match std::env::var("MSNGATE_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => format!("sqlite://{}/msngate.db", dir.display()),
-    };
+    c.database.url = database_url(dir);
     c.auth.argon2_memory_kib = 1024;
     c.auth.argon2_iterations = 1;
     c
@@ -270,10 +297,7 @@ pub fn free_port() -> SocketAddr {
 /// `MSNGATE_TEST_DATABASE_URL` is set) and returns its path and the NS/HTTP addresses.
 pub fn binary_config(dir: &std::path::Path) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
     let (ns, sb, http) = (free_port(), free_port(), free_port());
-    let db = match std::env::var("MSNGATE_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => format!("sqlite://{}/msngate.db", dir.display()),
-    };
+    let db = database_url(dir);
     let yaml = format!(
         "msn:\n  listen: {ns}\n  switchboard_listen: {sb}\n  public_host: 127.0.0.1\n  challenges: false\nhttp:\n  listen: {http}\n  public_url: http://{http}\ndatabase:\n  url: {db}\nauth:\n  argon2_memory_kib: 1024\n  argon2_iterations: 1\nlog:\n  level: info\n"
     );

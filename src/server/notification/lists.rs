@@ -10,6 +10,7 @@ use crate::core::roster::{FORWARD, List, ListError, Privacy, Roster};
 use msnp::codec::Command;
 use msnp::dialect::Dialect;
 use msnp::error::ErrorCode;
+use std::collections::BTreeMap;
 
 /// Longest friendly name, URL-encoded (1999 draft §5.5).
 const MAX_NAME_ENCODED: usize = 387;
@@ -103,7 +104,26 @@ impl NsConnection {
         let Some(session) = self.session.clone() else { return Flow::Close };
         let client_version: Option<i64> = cmd.arg(1).and_then(|v| v.parse().ok());
         let d = self.dialect;
-        let lines = self.ctx.hub.with_roster(&session, |roster| syn_dump(roster, d, trid, client_version)).await;
+        let current = match self.ctx.hub.with_roster(&session, |r| r.version).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(user = %session.handle, error = %e, "SYN failed");
+                return self.reply_error(ErrorCode::DatabaseError, trid);
+            }
+        };
+        let short_form = !d.uses_guids() && client_version == Some(current);
+        let phones = if d.has_phone_properties() && !short_form {
+            match self.ctx.hub.contacts_phone_data(&session).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(user = %session.handle, error = %e, "SYN failed: contacts' phone data");
+                    return self.reply_error(ErrorCode::DatabaseError, trid);
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let lines = self.ctx.hub.with_roster(&session, |roster| syn_dump(roster, d, trid, client_version, &phones)).await;
         match lines {
             Ok(lines) => {
                 for line in lines {
@@ -116,6 +136,25 @@ impl NsConnection {
                 tracing::error!(user = %session.handle, error = %e, "SYN failed");
                 self.reply_error(ErrorCode::DatabaseError, trid)
             }
+        }
+    }
+
+    /// The `BPR` lines that follow a successful `ADD`/`ADC` to the forward
+    /// list (MSNP5+, once the client has its list): the contact's phone data,
+    /// blank unless the contact allows the user.
+    fn send_new_contact_phone_data(&mut self, handle: &str, outcome: &EditOutcome) {
+        if !outcome.joined_forward || !self.dialect.has_phone_properties() || !self.synced {
+            return;
+        }
+        let prefix = if self.dialect.uses_guids() { format!("BPR {handle}") } else { format!("BPR {} {handle}", outcome.version) };
+        for key in ["PHH", "PHW", "PHM", "MOB"] {
+            let value = outcome.contact_phone.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            let line = match (key, value) {
+                (_, Some(v)) => format!("{prefix} {key} {}", encoded(v)),
+                ("MOB", None) => format!("{prefix} MOB N"),
+                (_, None) => format!("{prefix} {key}"),
+            };
+            self.conn.send_line(&line);
         }
     }
 
@@ -151,6 +190,7 @@ impl NsConnection {
             line.push_str(&format!(" {g}"));
         }
         self.conn.send_line(&line);
+        self.send_new_contact_phone_data(&handle, &outcome);
         self.send_contact_presence(trid, &outcome);
         Flow::Continue
     }
@@ -196,8 +236,8 @@ impl NsConnection {
             return Flow::Close;
         }
         let stored = if name.is_empty() { handle.clone() } else { name.clone() };
-        let group = if list == List::Forward { Some(0) } else { None };
-        let outcome = match self.edit(trid, RosterEdit::Add { list, handle: handle.clone(), stored_name: stored, group }).await {
+        // MSNP10+ has no group 0: a new contact is in no group.
+        let outcome = match self.edit(trid, RosterEdit::Add { list, handle: handle.clone(), stored_name: stored, group: None }).await {
             Ok(o) => o,
             Err(flow) => return flow,
         };
@@ -212,6 +252,7 @@ impl NsConnection {
             format!("ADC {trid} {} N={handle}", list_code(list))
         };
         self.conn.send_line(&line);
+        self.send_new_contact_phone_data(&handle, &outcome);
         self.send_contact_presence(trid, &outcome);
         Flow::Continue
     }
@@ -501,14 +542,23 @@ impl NsConnection {
 }
 
 /// The `SYN` reply in `dialect`: the short form when the client's cached
-/// version is current (MSNP2–9), else the whole list.
-pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option<i64>) -> Vec<String> {
+/// version is current (MSNP2–9), else the whole list. `phones` holds the
+/// phone data each forward contact lets the user see (`BPR` lines, MSNP5+).
+pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option<i64>, phones: &BTreeMap<String, Vec<(String, String)>>) -> Vec<String> {
     let mut out = Vec::new();
     let gtc = if r.auto_allow { "N" } else { "A" };
     let blp = r.privacy.as_stored();
     let v = r.version;
     let groups_of = |c: &crate::core::roster::Contact| -> String {
         if c.groups.is_empty() { "0".into() } else { c.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") }
+    };
+    // P8+: `BPR key value` lines right after the contact's `LST` line.
+    let short_bpr = |out: &mut Vec<String>, c: &crate::core::roster::Contact| {
+        if c.lists & FORWARD != 0 && d.has_phone_properties() {
+            for (key, value) in phones.get(&c.handle).into_iter().flatten() {
+                out.push(format!("BPR {key} {}", encoded(value)));
+            }
+        }
     };
     if d.uses_guids() {
         let ts = version_timestamp(v);
@@ -531,11 +581,13 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
             if d.has_network_ids() {
                 line.push_str(" 1");
             }
-            if c.lists & FORWARD != 0 && !c.groups.is_empty() {
-                let guids: Vec<&str> = c.groups.iter().filter_map(|n| r.groups.get(n)).map(|g| g.guid.as_str()).collect();
+            // Group 0 (an MSNP7–9 notion) has no GUID and is left out.
+            let guids: Vec<&str> = c.groups.iter().filter_map(|n| r.groups.get(n)).map(|g| g.guid.as_str()).collect();
+            if c.lists & FORWARD != 0 && !guids.is_empty() {
                 line.push_str(&format!(" {}", guids.join(",")));
             }
             out.push(line);
+            short_bpr(&mut out, c);
         }
         return out;
     }
@@ -560,6 +612,7 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
                 line.push_str(&format!(" {}", groups_of(c)));
             }
             out.push(line);
+            short_bpr(&mut out, c);
         }
         return out;
     }
@@ -592,6 +645,12 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
                 line.push_str(&format!(" {}", groups_of(c)));
             }
             out.push(line);
+            // P5–7: `BPR ver handle key value` after the contact's FL line.
+            if list == List::Forward && d.has_phone_properties() {
+                for (key, value) in phones.get(&c.handle).into_iter().flatten() {
+                    out.push(format!("BPR {v} {} {key} {}", c.handle, encoded(value)));
+                }
+            }
         }
     }
     out

@@ -5,6 +5,7 @@ use msngate::config::{Config, TlsConfig};
 use msngate::core::accounts::Accounts;
 use msngate::core::hashing::PasswordHasher;
 use msngate::core::hub::{Hub, HubSettings};
+use msngate::metrics::Metrics;
 use msngate::server::passport;
 use msngate::store::Store;
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ struct Gateway {
 
 impl Gateway {
     async fn start(tls: Option<TlsConfig>) -> Gateway {
+        Gateway::start_with(tls, None).await
+    }
+
+    async fn start_with(tls: Option<TlsConfig>, metrics: Option<Arc<Metrics>>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()), 4)
             .await
@@ -57,7 +62,10 @@ impl Gateway {
         config.http.tls = tls.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = passport::router(hub.clone(), Arc::new(config));
+        let router = match metrics {
+            Some(metrics) => passport::router_with_metrics(hub.clone(), Arc::new(config), metrics),
+            None => passport::router(hub.clone(), Arc::new(config)),
+        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             passport::serve(listener, router, tls.as_ref(), async move {
@@ -784,4 +792,31 @@ async fn bad_tls_files_are_reported() {
         private_key: dir.path().join("empty.pem"),
     };
     assert!(passport::tls_server_config(&empty).is_err());
+}
+
+#[tokio::test]
+async fn logins_and_refusals_are_counted() {
+    use std::sync::atomic::Ordering;
+    let metrics = Arc::new(Metrics::default());
+    let gw = Gateway::start_with(None, Some(metrics.clone())).await;
+    gw.exchange(&login_request(
+        "Passport1.4",
+        "sign-in=alice%40example.com,pwd=s3cret%21",
+    ))
+    .await;
+    gw.exchange(&login_request(
+        "Passport1.4",
+        "sign-in=alice%40example.com,pwd=nope",
+    ))
+    .await;
+    gw.exchange(b"GET /login2.srf HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    gw.exchange(&rst_request("alice@example.com", "s3cret!"))
+        .await;
+    gw.exchange(&rst_request("alice@example.com", "nope")).await;
+    gw.exchange(b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert_eq!(metrics.passport_logins.load(Ordering::Relaxed), 2);
+    assert_eq!(metrics.passport_refusals.load(Ordering::Relaxed), 3);
+    gw.stop().await;
 }

@@ -60,6 +60,7 @@
 use crate::config::{Config, TlsConfig};
 use crate::core::accounts::{MAX_PASSWORD_LEN, SignInError};
 use crate::core::hub::Hub;
+use crate::metrics::Metrics;
 use crate::store::AccountRow;
 use anyhow::Context as _;
 use axum::Router;
@@ -107,10 +108,34 @@ struct Passport {
     ticket_lifetime: Duration,
     nexus: HeaderValue,
     failure: HeaderValue,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Passport {
+    /// Counts a login outcome (`passport_logins` / `passport_refusals`).
+    fn count(&self, accepted: bool) {
+        if let Some(metrics) = &self.metrics {
+            Metrics::inc(if accepted {
+                &metrics.passport_logins
+            } else {
+                &metrics.passport_refusals
+            });
+        }
+    }
 }
 
 /// The Passport routes (nexus, login, RST), ready to be merged with others.
 pub fn router(hub: Arc<Hub>, config: Arc<Config>) -> Router {
+    build(hub, config, None)
+}
+
+/// [`router`], also counting logins and refusals in `metrics`
+/// (`passport_logins`, `passport_refusals`).
+pub fn router_with_metrics(hub: Arc<Hub>, config: Arc<Config>, metrics: Arc<Metrics>) -> Router {
+    build(hub, config, Some(metrics))
+}
+
+fn build(hub: Arc<Hub>, config: Arc<Config>, metrics: Option<Arc<Metrics>>) -> Router {
     let base = sanitize_url(&config.http.public_url);
     let login_host = base
         .split_once("://")
@@ -133,6 +158,7 @@ pub fn router(hub: Arc<Hub>, config: Arc<Config>) -> Router {
             failure,
             "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt",
         ),
+        metrics,
     });
     Router::new()
         .route("/rdr/pprdr.asp", any(nexus_handler))
@@ -451,6 +477,7 @@ async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) 
         Ok(account) => {
             let ticket = passport.hub.tickets.issue(&account.handle);
             info!(handle = %account.handle, %peer, route = "login2.srf", "passport sign-in accepted");
+            passport.count(true);
             let value = format!(
                 "Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,from-PP='{ticket}',ru=http://messenger.msn.com"
             );
@@ -471,6 +498,7 @@ async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) 
         }
         Err(refusal) => {
             info!(handle = %loggable(&handle), %peer, route = "login2.srf", reason = %refusal, "passport sign-in refused");
+            passport.count(false);
             let mut response = empty(StatusCode::UNAUTHORIZED);
             response
                 .headers_mut()
@@ -623,12 +651,14 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
     let text = String::from_utf8_lossy(body);
     let Some(request) = parse_rst(&text) else {
         info!(%peer, route, reason = "malformed request: no Username or Password", "passport sign-in refused");
+        passport.count(false);
         return xml_response(rst_fault(now));
     };
     match passport.check(&request.username, &request.password).await {
         Ok(account) => {
             let ticket = passport.hub.tickets.issue(&account.handle);
             info!(handle = %account.handle, %peer, route, "passport sign-in accepted");
+            passport.count(true);
             xml_response(rst_success(
                 &account,
                 &ticket,
@@ -643,6 +673,7 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
         }
         Err(refusal) => {
             info!(handle = %loggable(&request.username), %peer, route, reason = %refusal, "passport sign-in refused");
+            passport.count(false);
             xml_response(rst_fault(now))
         }
     }
@@ -662,12 +693,14 @@ async fn rst_handler(State(passport): State<Arc<Passport>>, request: Request) ->
         .and_then(|v| v.trim().parse::<u64>().ok());
     let response = if declared.is_some_and(|n| n > MAX_RST_BODY as u64) {
         info!(%peer, route, reason = "request body too large", "passport sign-in refused");
+        passport.count(false);
         empty(StatusCode::PAYLOAD_TOO_LARGE)
     } else {
         match axum::body::to_bytes(request.into_body(), MAX_RST_BODY).await {
             Ok(body) => rst(&passport, &peer, route, &body).await,
             Err(e) => {
                 info!(%peer, route, reason = %format!("request body unreadable or too large: {e}"), "passport sign-in refused");
+                passport.count(false);
                 empty(StatusCode::PAYLOAD_TOO_LARGE)
             }
         }

@@ -139,7 +139,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
 
     let http_addr = config.http.listen;
-    let router = server::passport::router(hub.clone(), config.clone()).merge(server::ops::router(hub.clone(), metrics.clone()));
+    let router = server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone()).merge(server::ops::router(hub.clone(), metrics.clone()));
     let mut http_shutdown = shutdown_rx.clone();
     let tls = config.http.tls.clone();
     tasks.push(tokio::spawn(async move {

@@ -14,6 +14,86 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    /// The Matrix bridge; absent means off.
+    pub matrix: Option<MatrixConfig>,
+    pub irc: IrcConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// Client-server API base URL of the homeserver, e.g. `http://127.0.0.1:8008`.
+    pub homeserver_url: String,
+    /// The homeserver's name: the part after `:` in its user IDs.
+    pub server_name: String,
+    /// Where `msngate matrix registration` writes the appservice registration
+    /// (and where the bridge reads its tokens from).
+    pub registration: PathBuf,
+    /// The appservice API listener the homeserver calls.
+    #[serde(default = "MatrixConfig::default_listen")]
+    pub listen: SocketAddr,
+    /// URL the homeserver uses to reach `listen`; default `http://<listen>`.
+    #[serde(default)]
+    pub appservice_url: Option<String>,
+    /// Localpart of each MSN user's ghost; `{handle}` is the MSN handle with
+    /// `@` written `=40`, e.g. `_msn_alice=40example.com`.
+    #[serde(default = "MatrixConfig::default_ghost_template")]
+    pub ghost_localpart_template: String,
+    /// Localpart of the bridge's own bot user.
+    #[serde(default = "MatrixConfig::default_bot")]
+    pub bot_localpart: String,
+}
+
+impl MatrixConfig {
+    fn default_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 29320))
+    }
+    fn default_ghost_template() -> String {
+        "_msn_{handle}".into()
+    }
+    fn default_bot() -> String {
+        "_msn_bot".into()
+    }
+    pub fn appservice_url(&self) -> String {
+        self.appservice_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IrcConfig {
+    pub networks: Vec<IrcNetworkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrcNetworkConfig {
+    /// Short name; IRC users appear to MSN as `nick@<name>.irc`.
+    pub name: String,
+    pub server: String,
+    #[serde(default = "IrcNetworkConfig::default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: bool,
+    /// Nick of each MSN user's IRC connection; `{local}` is the part of the
+    /// MSN handle before `@`.
+    #[serde(default = "IrcNetworkConfig::default_nick_template")]
+    pub nick_template: String,
+    /// Channels offered to MSN users as contact-like entries.
+    #[serde(default)]
+    pub channels: Vec<String>,
+    /// Keep a user's IRC connection while they are signed out of MSN.
+    #[serde(default)]
+    pub stay_connected: bool,
+}
+
+impl IrcNetworkConfig {
+    fn default_port() -> u16 {
+        6667
+    }
+    fn default_nick_template() -> String {
+        "{local}|msn".into()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +354,35 @@ impl Config {
         }
         if self.msn.rate_window_secs == 0 {
             return invalid("msn.rate_window_secs", "must be at least 1");
+        }
+        if let Some(m) = &self.matrix {
+            if !(m.homeserver_url.starts_with("http://") || m.homeserver_url.starts_with("https://")) {
+                return invalid("matrix.homeserver_url", "must start with http:// or https://");
+            }
+            if m.server_name.is_empty() || m.server_name.contains(['/', ' ', '@']) {
+                return invalid("matrix.server_name", "must be a server name such as example.org");
+            }
+            if !m.ghost_localpart_template.contains("{handle}") {
+                return invalid("matrix.ghost_localpart_template", "must contain {handle}");
+            }
+            if m.bot_localpart.is_empty() || m.bot_localpart.contains([':', '@', ' ']) {
+                return invalid("matrix.bot_localpart", "must be a bare localpart");
+            }
+        }
+        for (i, n) in self.irc.networks.iter().enumerate() {
+            let key = |field: &str| format!("irc.networks[{i}].{field}");
+            if n.name.is_empty() || !n.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(ConfigError::Invalid { key: key("name"), reason: "letters, digits and '-' only".into() });
+            }
+            if n.server.is_empty() {
+                return Err(ConfigError::Invalid { key: key("server"), reason: "must not be empty".into() });
+            }
+            if !n.nick_template.contains("{local}") {
+                return Err(ConfigError::Invalid { key: key("nick_template"), reason: "must contain {local}".into() });
+            }
+            if self.irc.networks[..i].iter().any(|o| o.name == n.name) {
+                return Err(ConfigError::Invalid { key: key("name"), reason: "duplicate network name".into() });
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", &e.to_string());

@@ -2,6 +2,7 @@
 //! Passport) whose users can talk to Matrix and IRC.
 
 pub mod app;
+pub mod bridge;
 pub mod config;
 pub mod core;
 pub mod metrics;

@@ -25,6 +25,16 @@ enum Command {
     User(UserCommand),
     /// Load and validate the configuration, then exit.
     CheckConfig,
+    /// Matrix bridge administration.
+    #[command(subcommand)]
+    Matrix(MatrixCommand),
+}
+
+#[derive(Subcommand)]
+enum MatrixCommand {
+    /// Write the appservice registration for the homeserver to load
+    /// (matrix.registration); tokens are generated once and kept.
+    Registration,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +118,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => Ok(()),
+        Command::Matrix(MatrixCommand::Registration) => {
+            let matrix = config
+                .matrix
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the configuration has no matrix section (matrix.homeserver_url, matrix.server_name, matrix.registration)"))?;
+            let registration = msngate::bridge::matrix::registration::write(matrix)?;
+            println!("wrote {} (appservice id {}, url {})", matrix.registration.display(), registration.id, registration.url);
+            Ok(())
+        }
     }
 }
 

@@ -312,7 +312,7 @@ svc_pid_matches() {
     local pid="$1" needle="$2"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     local args=()
-    mapfile -d '' -t args <"/proc/$pid/cmdline" 2>/dev/null || return 1
+    { mapfile -d '' -t args <"/proc/$pid/cmdline"; } 2>/dev/null || return 1
     [[ "${args[*]}" == *"$needle"* ]]
 }
 
@@ -324,7 +324,7 @@ svc_pids_matching() {
         pid="${f#/proc/}"
         pid="${pid%/cmdline}"
         [[ "$pid" == "$$" || "$pid" == "${BASHPID:-}" ]] && continue
-        mapfile -d '' -t args <"$f" 2>/dev/null || continue
+        { mapfile -d '' -t args <"$f"; } 2>/dev/null || continue
         if [[ "${args[*]}" == *"$1"* ]]; then
             printf '%s\n' "$pid"
         fi

@@ -1,0 +1,3 @@
+//! The Matrix bridge: msngate as a Matrix application service.
+
+pub mod registration;

@@ -99,8 +99,15 @@ for arg in "$@"; do
         -p | -p?* | --package | --package=*) scope=() ;;
     esac
 done
-svc_log "cargo test ${scope[*]:+${scope[*]} }--locked $*${CARGO_TARGET_DIR:+ (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)}"
+svc_log "cargo test ${scope[*]:+${scope[*]} }--locked $*${CARGO_TARGET_DIR:+ (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)} [database: SQLite]"
 cargo test "${scope[@]}" --locked "$@"
+
+# The same msngate tests again with PostgreSQL as the database: every test
+# server then gets a fresh database of its own on the throwaway cluster.
+if [[ $want_pg == 1 && ${#scope[@]} -gt 0 ]]; then
+    svc_log "cargo test -p msngate --locked $* [database: PostgreSQL]"
+    MSNGATE_TEST_BACKEND=postgres cargo test -p msngate --locked "$@"
+fi
 
 if [[ $want_docker == 1 ]]; then
     svc_log "scripts/check-docker.sh"

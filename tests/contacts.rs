@@ -308,3 +308,131 @@ async fn syn_short_form_when_the_cached_version_is_current() {
     let (_, got) = call(&mut a, "SYN {t} 2 2").await;
     assert!(got.iter().any(|l| l.starts_with(&format!("LST N={bob} F={bob} C="))), "{got:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Lists, reverse-list notices and presence between dialects
+
+/// An MSNP2 user and an MSNP12 user put each other on their lists while
+/// both are online, watch each other's status and name changes, and take
+/// each other off again.
+#[tokio::test]
+async fn msnp2_and_msnp12_users_add_watch_and_remove_each_other() {
+    let server = start().await;
+    let (alice, bob) = (uid("p2_p12", "alice"), uid("p2_p12", "bob"));
+    let obj = msnobj(&bob);
+    let bob_caps = caps(12);
+    let mut a = online(&server, &alice, "Alice A", 2).await;
+    let mut b = user(&server, &bob, "Bob B", 12).await;
+    syn(&mut b, 12).await;
+    assert!(chg(&mut b, 12, "NLN", Some(&obj)).await.is_empty());
+
+    // alice adds bob: her reply, then bob's presence (he is online and lets
+    // her see him); bob is told at once in his own dialect.
+    let (t, got) = call(&mut a, &format!("ADD {{t}} FL {bob} {bob}")).await;
+    same(&got, t, &[&format!("ADD {{t}} FL 2 {bob} {bob}"), &format!("ILN {{t}} NLN {bob} Bob%20B")]);
+    b.expect(&format!("ADC 0 RL N={alice} F=Alice%20A")).await;
+    // bob adds alice back: GUID, blank phone data (she shares none), her presence.
+    let (t, got) = call(&mut b, &format!("ADC {{t}} FL N={alice} F=Alice%20A")).await;
+    let alice_guid = guid_in(&got[0]);
+    same(&got, t, &[
+        &format!("ADC {{t}} FL N={alice} F=Alice%20A C={alice_guid}"),
+        &format!("BPR {alice} PHH"),
+        &format!("BPR {alice} PHW"),
+        &format!("BPR {alice} PHM"),
+        &format!("BPR {alice} MOB N"),
+        &format!("ILN {{t}} NLN {alice} Alice%20A 0"),
+    ]);
+    a.expect(&format!("ADD 0 RL 3 {bob} Bob%20B")).await;
+    // Adding again is refused (a client that re-adds on every ADD must not loop).
+    let (t, got) = call(&mut a, &format!("ADD {{t}} FL {bob} {bob}")).await;
+    same(&got, t, &["215 {t}"]);
+    let (t, got) = call(&mut b, &format!("ADC {{t}} FL N={alice}")).await;
+    same(&got, t, &["215 {t}"]);
+
+    // Status, capabilities and picture: MSNP2 sees only the status.
+    let (t, got) = call(&mut b, &format!("CHG {{t}} BSY {bob_caps} {obj}")).await;
+    same(&got, t, &[&format!("CHG {{t}} BSY {bob_caps} {obj}")]);
+    a.expect(&format!("NLN BSY {bob} Bob%20B")).await;
+    // bob's new name (MSNP10+: PRP MFN) reaches alice.
+    let (t, got) = call(&mut b, "PRP {t} MFN Bobby%20B").await;
+    same(&got, t, &["PRP {t} MFN Bobby%20B"]);
+    a.expect(&format!("NLN BSY {bob} Bobby%20B")).await;
+    // alice's (MSNP2–9: REA with her own handle) reaches bob, with caps 0.
+    let (t, got) = call(&mut a, &format!("REA {{t}} {alice} Al")).await;
+    same(&got, t, &[&format!("REA {{t}} 4 {alice} Al")]);
+    b.expect(&format!("NLN NLN {alice} Al 0")).await;
+    // Renaming a contact only changes alice's own list.
+    let (t, got) = call(&mut a, &format!("REA {{t}} {bob} Robert")).await;
+    same(&got, t, &[&format!("REA {{t}} 5 {bob} Robert")]);
+    quiet(&mut b).await;
+    // A personal message is not shown to an MSNP2 client at all.
+    let psm = b"<Data><PSM>hello</PSM><CurrentMedia></CurrentMedia></Data>";
+    let t = b.next();
+    b.send_payload(&format!("UUX {t}"), psm).await;
+    b.expect(&format!("UUX {t} 0")).await;
+    quiet(&mut a).await;
+    let (t, got) = call(&mut a, "CHG {t} AWY").await;
+    same(&got, t, &["CHG {t} AWY"]);
+    b.expect(&format!("NLN AWY {alice} Al 0")).await;
+
+    // bob removes alice (by GUID): alice's reverse list loses him at once.
+    let (t, got) = call(&mut b, &format!("REM {{t}} FL {alice_guid}")).await;
+    same(&got, t, &[&format!("REM {{t}} FL {alice_guid}")]);
+    a.expect(&format!("REM 0 RL 6 {bob}")).await;
+    // ...and no longer watches her.
+    let (t, got) = call(&mut a, "CHG {t} BRB").await;
+    same(&got, t, &["CHG {t} BRB"]);
+    quiet(&mut b).await;
+    let (t, got) = call(&mut a, &format!("REM {{t}} FL {bob}")).await;
+    same(&got, t, &[&format!("REM {{t}} FL 7 {bob}")]);
+    b.expect(&format!("REM 0 RL {alice}")).await;
+    let (t, got) = call(&mut b, &format!("CHG {{t}} IDL {bob_caps}")).await;
+    same(&got, t, &[&format!("CHG {{t}} IDL {bob_caps}")]);
+    quiet(&mut a).await;
+    // Both lists as a fresh sign-in sees them: nothing left but bob's stored name is gone too.
+    let (_, got) = syn(&mut sign_in(&server, 2, &alice, PW).await, 2).await;
+    assert_eq!(got[3..], ["LST {t} FL 7 0 0", "LST {t} AL 7 0 0", "LST {t} BL 7 0 0", "LST {t} RL 7 0 0"].map(|l| l.replace("{t}", "5")));
+}
+
+/// When a user is offline, being added shows up on the reverse list at the
+/// next SYN (and an online user who has not synchronised yet gets it there).
+#[tokio::test]
+async fn reverse_list_reaches_an_offline_user_at_the_next_syn() {
+    let server = start().await;
+    let (alice, bob, carol) = (uid("rl_offline", "alice"), uid("rl_offline", "bob"), uid("rl_offline", "carol"));
+    server.add_user(&bob, PW, "Bob").await;
+    server.add_user(&carol, PW, "Carol").await;
+    let mut a = online(&server, &alice, "Alice A", 9).await;
+    let (t, got) = call(&mut a, &format!("ADD {{t}} FL {bob} {bob} 0")).await;
+    same(&got, t, &[
+        &format!("ADD {{t}} FL 2 {bob} {bob} 0"),
+        &format!("BPR 2 {bob} PHH"),
+        &format!("BPR 2 {bob} PHW"),
+        &format!("BPR 2 {bob} PHM"),
+        &format!("BPR 2 {bob} MOB N"),
+    ]);
+    let (t, got) = call(&mut a, &format!("ADD {{t}} FL {carol} {carol} 0")).await;
+    assert_eq!(got[0], format!("ADD {t} FL 3 {carol} {carol} 0"));
+
+    // bob (MSNP11) signs in later.
+    let mut b = sign_in(&server, 11, &bob, PW).await;
+    let (t, got) = syn(&mut b, 11).await;
+    assert_eq!(got[0].split(' ').skip(4).collect::<Vec<_>>(), ["1", "0"], "{got:?}");
+    same(&got[1..], t, &["GTC A", "BLP AL", "PRP MFN Bob", &format!("LST N={alice} F=Alice%20A 8")]);
+    // carol (MSNP7) is signed in but has not sent SYN: no notice, the dump has it.
+    let mut c = sign_in(&server, 7, &carol, PW).await;
+    let (t, got) = call(&mut a, &format!("REA {{t}} {alice} Alice%20B")).await;
+    same(&got, t, &[&format!("REA {{t}} 4 {alice} Alice%20B")]);
+    quiet(&mut c).await;
+    let (t, got) = syn(&mut c, 7).await;
+    same(&got, t, &[
+        "SYN {t} 2",
+        "GTC {t} 2 A",
+        "BLP {t} 2 AL",
+        "LSG {t} 2 1 1 0 Other%20Contacts 0",
+        "LST {t} FL 2 0 0",
+        "LST {t} AL 2 0 0",
+        "LST {t} BL 2 0 0",
+        &format!("LST {{t}} RL 2 1 1 {alice} Alice%20A"),
+    ]);
+}

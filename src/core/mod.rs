@@ -14,5 +14,6 @@ pub mod hashing;
 pub mod hub;
 pub mod outbox;
 pub mod presence;
+pub mod remote;
 pub mod roster;
 pub mod tickets;

@@ -7,6 +7,9 @@
 //! order, so two users adding each other at once cannot deadlock. Presence
 //! fan-out reads only the changing user's own roster.
 
+mod networks;
+pub use networks::CallError;
+
 use crate::core::accounts::Accounts;
 use crate::core::conversation::Conversations;
 use crate::core::events::{DisconnectReason, Invitation, SessionEvent};
@@ -109,6 +112,7 @@ pub struct Hub {
     store: Store,
     settings: HubSettings,
     cells: Mutex<HashMap<String, Weak<UserCell>>>,
+    remote: networks::RemoteState,
     online: RwLock<HashMap<Arc<str>, Arc<Session>>>,
     next_session: AtomicU64,
 }
@@ -122,6 +126,7 @@ impl Hub {
             store,
             settings,
             cells: Mutex::new(HashMap::new()),
+            remote: networks::RemoteState::default(),
             online: RwLock::new(HashMap::new()),
             next_session: AtomicU64::new(1),
         }
@@ -191,6 +196,7 @@ impl Hub {
             let _ = previous.outbox.push(SessionEvent::Disconnect(DisconnectReason::SignedInElsewhere));
             self.go_offline(&previous).await;
         }
+        self.index_remote_contacts(&session).await;
         Ok(session)
     }
 
@@ -207,6 +213,7 @@ impl Hub {
         };
         session.outbox.close();
         if removed {
+            self.unindex_local(&session.handle);
             self.go_offline(session).await;
         }
     }
@@ -220,6 +227,10 @@ impl Hub {
             *presence = Arc::new(offline);
             old
         };
+        if old.status.is_visible() {
+            let offline = session.presence();
+            self.tell_networks(&offline);
+        }
         if old.status.is_visible()
             && let Ok(guard) = self.load(&session.cell).await
                 && let Some(roster) = guard.as_ref() {
@@ -286,6 +297,9 @@ impl Hub {
 
     /// Tells watchers the difference between `old` and `new`.
     fn announce(&self, roster: &Roster, old: &Presence, new: &Arc<Presence>) {
+        if *old != **new && (old.status.is_visible() || new.status.is_visible()) {
+            self.tell_networks(new);
+        }
         if new.status.is_visible() {
             let appeared = !old.status.is_visible();
             let changed = appeared || *old != **new;
@@ -326,6 +340,9 @@ impl Hub {
 
     /// `target`'s presence if `viewer` may see it now.
     async fn visible_presence_for(&self, target: &str, viewer: &str) -> Option<Arc<Presence>> {
+        if let Some(remote) = self.remote_visible(target) {
+            return remote;
+        }
         let other = self.session(target)?;
         let presence = other.presence();
         if !presence.status.is_visible() {
@@ -377,6 +394,9 @@ impl Hub {
     /// Applies a list edit: validated, committed, applied in memory, and only
     /// then announced to the other users it concerns.
     pub async fn edit(&self, session: &Session, edit: RosterEdit) -> Result<EditOutcome, HubError> {
+        if let Some(result) = self.edit_remote(session, &edit).await {
+            return result;
+        }
         // The account an addition names must exist; a forward-list change
         // also changes that account's reverse list.
         let (target_account, touches_other) = match &edit {

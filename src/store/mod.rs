@@ -224,6 +224,18 @@ impl Store {
         Ok(true)
     }
 
+    /// Handles of the accounts that have `handle` on their forward list.
+    pub async fn forward_list_owners(&self, handle: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.handle FROM contacts c JOIN accounts a ON a.id = c.account_id \
+             WHERE c.handle = $1 AND (c.lists & 1) = 1 ORDER BY a.handle",
+        )
+        .bind(handle)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?)
+    }
+
     pub async fn load_roster(&self, account_id: i64) -> Result<RosterRows, StoreError> {
         let contacts = sqlx::query_as::<_, ContactRow>(
             "SELECT handle, guid, stored_name, lists FROM contacts WHERE account_id = $1 ORDER BY handle",

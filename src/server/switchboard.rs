@@ -5,8 +5,8 @@
 //! a message (closed, or so far behind that it is being disconnected)
 //! turns the sender's acknowledgement into `NAK`.
 
-use crate::core::conversation::{Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo};
-use crate::core::events::Invitation;
+use crate::core::conversation::{Admission, Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo};
+use crate::core::hub::{CallError, Session};
 use crate::core::handle;
 use crate::core::outbox::Outbox;
 use crate::server::Context;
@@ -15,24 +15,32 @@ use msnp::codec::{Command, Decoder};
 use msnp::dialect::Dialect;
 use msnp::error::ErrorCode;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-#[derive(PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Continue,
+    /// The client left (`OUT`, EOF) or broke the protocol: the others see `BYE handle`.
     Close,
-    /// Removed by the server (idle): the others see `BYE handle 1`.
+    /// Removed by the server (idle time-out, shutdown): the others see `BYE handle 1`.
     Removed,
+    /// The client stopped reading and its queue overflowed: removed like
+    /// [`Flow::Removed`], without waiting for it to take what is queued.
+    Stuck,
 }
+
+/// How long a closing connection may take to accept what is still queued for it.
+const CLOSING_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 struct Joined {
     conversation: Arc<Conversation>,
     endpoint: u64,
     me: Arc<ParticipantInfo>,
     dialect: Dialect,
+    /// The user's notification session, for the current friendly name.
+    session: Weak<Session>,
 }
 
 struct SbConnection {
@@ -41,10 +49,17 @@ struct SbConnection {
     outbox: EndpointOutbox,
     joined: Option<Joined>,
     connected_at: Instant,
+    /// Last message the user sent or received in the session.
     last_message: Instant,
+    /// An outbox wake-up was consumed while writing: render before waiting.
+    events_pending: bool,
+    /// The `MSG handle name` head last rendered, and whose it is.
+    last_sender: Option<(Arc<ParticipantInfo>, String)>,
 }
 
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
+    let metrics = ctx.metrics.clone();
+    let _connection = crate::metrics::GaugeGuard::new(&metrics.switchboard_connections);
     let decoder = Decoder::client_to_server(ctx.config.msn.max_message_bytes);
     let now = Instant::now();
     let mut sb = Box::new(SbConnection {
@@ -54,9 +69,11 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
         joined: None,
         connected_at: now,
         last_message: now,
+        events_pending: false,
+        last_sender: None,
     });
     let flow = sb.run().await;
-    sb.finish(flow == Flow::Removed).await;
+    sb.finish(flow).await;
 }
 
 fn participant_fields(p: &ParticipantInfo, dialect: Dialect) -> String {
@@ -70,11 +87,20 @@ fn participant_fields(p: &ParticipantInfo, dialect: Dialect) -> String {
 impl SbConnection {
     async fn run(&mut self) -> Flow {
         let mut shutdown = self.ctx.shutdown.clone();
+        // One timer for the connection's life: it is moved earlier when the
+        // deadline shrinks and re-armed lazily when it fires early.
+        let mut armed = self.deadline();
+        let timer = tokio::time::sleep_until(armed.into());
+        tokio::pin!(timer);
         loop {
             loop {
                 match self.conn.next_command() {
                     Ok(Some(cmd)) => {
-                        let flow = Box::pin(self.dispatch(cmd)).await;
+                        let flow = if cmd.name == "MSG" && self.joined.is_some() {
+                            self.msg(&cmd)
+                        } else {
+                            Box::pin(self.dispatch(cmd)).await
+                        };
                         if flow != Flow::Continue {
                             return flow;
                         }
@@ -86,13 +112,25 @@ impl SbConnection {
                     }
                 }
             }
-            if self.render_events() == Flow::Close {
-                return Flow::Close;
+            let flow = self.render_events();
+            if flow != Flow::Continue {
+                return flow;
             }
-            if self.conn.flush().await.is_err() || self.ctx.shutting_down() {
+            let flow = self.flush().await;
+            if flow != Flow::Continue {
+                return flow;
+            }
+            if self.ctx.shutting_down() {
                 return Flow::Removed;
             }
+            if std::mem::take(&mut self.events_pending) {
+                continue;
+            }
             let deadline = self.deadline();
+            if deadline < armed {
+                armed = deadline;
+                timer.as_mut().reset(armed.into());
+            }
             tokio::select! {
                 ready = self.conn.readable() => {
                     if ready.is_err() { return Flow::Close; }
@@ -102,14 +140,18 @@ impl SbConnection {
                     }
                 }
                 _ = self.outbox.notified() => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    if Instant::now() >= self.deadline() {
-                        let removed = self.joined.is_some();
+                _ = &mut timer => {
+                    let deadline = self.deadline();
+                    if Instant::now() >= deadline {
                         tracing::info!(peer = %self.conn.peer, "closing switchboard connection: timeout");
-                        return if removed { Flow::Removed } else { Flow::Close };
+                        return if self.joined.is_some() { Flow::Removed } else { Flow::Close };
                     }
+                    armed = deadline;
+                    timer.as_mut().reset(armed.into());
                 }
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() { return Flow::Removed; }
+                }
             }
         }
     }
@@ -122,23 +164,59 @@ impl SbConnection {
         }
     }
 
-    async fn finish(&mut self, removed_by_server: bool) {
-        self.outbox.close();
-        // Deliver what is already queued (e.g. the last messages) before closing.
-        let _ = self.render_events();
-        self.conn.shutdown().await;
-        if let Some(j) = self.joined.take()
-            && j.conversation.leave(j.endpoint, removed_by_server) {
-                self.ctx.hub.conversations.forget_if_closed(j.conversation.id);
+    /// Writes what is queued. A client that does not read blocks the write;
+    /// meanwhile its outbox may overflow, and then it is removed at once.
+    async fn flush(&mut self) -> Flow {
+        let (outbox, peer) = (&self.outbox, self.conn.peer);
+        let write = self.conn.flush();
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                biased;
+                written = &mut write => return if written.is_ok() { Flow::Continue } else { Flow::Close },
+                _ = outbox.notified() => {
+                    if outbox.has_overflowed() {
+                        tracing::warn!(peer = %peer, "closing switchboard connection: client is not reading");
+                        return Flow::Stuck;
+                    }
+                    self.events_pending = true;
+                }
             }
+        }
+    }
+
+    async fn finish(&mut self, flow: Flow) {
+        self.outbox.close();
+        let removed_by_server = matches!(flow, Flow::Removed | Flow::Stuck);
+        let Some(j) = self.joined.take() else {
+            let _ = tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown()).await;
+            return;
+        };
+        // The others learn at once, however slowly this client reads.
+        if j.conversation.leave(j.endpoint, removed_by_server) {
+            self.ctx.hub.conversations.forget_if_closed(j.conversation.id);
+        }
+        if flow == Flow::Stuck {
+            // Dropping the connection closes the socket; nothing more is written.
+            return;
+        }
+        // Deliver what was queued before the close (e.g. the last messages).
+        self.render_queued(j.dialect);
+        let _ = tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown()).await;
     }
 
     fn render_events(&mut self) -> Flow {
         if self.outbox.has_overflowed() {
             tracing::warn!(peer = %self.conn.peer, "closing switchboard connection: client is not reading");
-            return Flow::Close;
+            return Flow::Stuck;
         }
-        let Some(dialect) = self.joined.as_ref().map(|j| j.dialect) else { return Flow::Continue };
+        if let Some(dialect) = self.joined.as_ref().map(|j| j.dialect) {
+            self.render_queued(dialect);
+        }
+        Flow::Continue
+    }
+
+    fn render_queued(&mut self, dialect: Dialect) {
         let mut events = Vec::new();
         self.outbox.drain_into(&mut events);
         for event in events {
@@ -149,12 +227,19 @@ impl SbConnection {
                     self.conn.send_line(&line);
                 }
                 ConversationEvent::Message { from, payload } => {
-                    let head = format!("MSG {} {}", from.handle, msnp::urlenc::encode(&from.friendly_name));
-                    self.conn.send_payload(&head, &payload);
+                    // Receiving counts as activity: a reader is not idle.
+                    self.last_message = Instant::now();
+                    let cached = self.last_sender.as_ref().filter(|(p, _)| Arc::ptr_eq(p, &from));
+                    if cached.is_none() {
+                        let head = format!("MSG {} {}", from.handle, msnp::urlenc::encode(&from.friendly_name));
+                        self.last_sender = Some((from, head));
+                    }
+                    if let Some((_, head)) = &self.last_sender {
+                        self.conn.send_payload(head, &payload);
+                    }
                 }
             }
         }
-        Flow::Continue
     }
 
     async fn dispatch(&mut self, cmd: Command) -> Flow {
@@ -169,7 +254,7 @@ impl SbConnection {
             ("USR", false) => self.usr(trid, &cmd),
             ("ANS", false) => self.ans(trid, &cmd),
             ("CAL", true) => self.cal(trid, &cmd).await,
-            ("MSG", true) => self.msg(trid, &cmd),
+            ("MSG", true) => self.msg(&cmd),
             (name, _) => {
                 tracing::info!(peer = %self.conn.peer, command = %name, "closing switchboard connection: command not valid now");
                 Flow::Close
@@ -177,8 +262,8 @@ impl SbConnection {
         }
     }
 
-    /// Admits the holder of a cookie, or answers 911 and closes.
-    fn admit(&mut self, trid: u32, raw_handle: &str, cookie: &str) -> Option<(crate::core::conversation::Admission, Arc<ParticipantInfo>)> {
+    /// Admits the holder of a cookie, or answers 911 (the caller closes).
+    fn admit(&mut self, trid: u32, raw_handle: &str, cookie: &str) -> Option<(Admission, Arc<ParticipantInfo>, Weak<Session>)> {
         let hub = self.ctx.hub.clone();
         let Some(handle) = handle::normalize(raw_handle) else {
             self.conn.send_error(ErrorCode::AuthFailed, trid);
@@ -192,19 +277,20 @@ impl SbConnection {
                 return None;
             }
         };
-        let (name, caps) = match hub.session(&handle) {
+        let (name, caps, session) = match hub.session(&handle) {
             Some(s) => {
                 let p = s.presence();
-                (p.friendly_name.clone(), p.capabilities)
+                (p.friendly_name.clone(), p.capabilities, Arc::downgrade(&s))
             }
-            None => (handle.as_str().into(), 0),
+            None => (handle.as_str().into(), 0, Weak::new()),
         };
-        Some((admission, Arc::new(ParticipantInfo { handle: handle.into(), friendly_name: name, capabilities: caps })))
+        let me = Arc::new(ParticipantInfo { handle: handle.into(), friendly_name: name, capabilities: caps });
+        Some((admission, me, session))
     }
 
     fn usr(&mut self, trid: u32, cmd: &Command) -> Flow {
         let (Some(raw_handle), Some(cookie)) = (cmd.arg(1), cmd.arg(2)) else { return Flow::Close };
-        let Some((admission, me)) = self.admit(trid, raw_handle, cookie) else { return Flow::Close };
+        let Some((admission, me, session)) = self.admit(trid, raw_handle, cookie) else { return Flow::Close };
         if admission.purpose != CookiePurpose::Create {
             self.conn.send_error(ErrorCode::AuthFailed, trid);
             return Flow::Close;
@@ -216,17 +302,21 @@ impl SbConnection {
             return Flow::Close;
         }
         self.conn.send_line(&format!("USR {trid} OK {} {}", me.handle, msnp::urlenc::encode(&me.friendly_name)));
-        self.joined = Some(Joined { conversation, endpoint, me, dialect });
+        self.joined = Some(Joined { conversation, endpoint, me, dialect, session });
         self.last_message = Instant::now();
         Flow::Continue
     }
 
     fn ans(&mut self, trid: u32, cmd: &Command) -> Flow {
         let (Some(raw_handle), Some(cookie), Some(session_id)) = (cmd.arg(1), cmd.arg(2), cmd.arg(3)) else { return Flow::Close };
-        let Some((admission, me)) = self.admit(trid, raw_handle, cookie) else {
+        let Some((admission, me, session)) = self.admit(trid, raw_handle, cookie) else {
             return Flow::Close;
         };
-        let CookiePurpose::Join { conversation_id } = admission.purpose else { return Flow::Close };
+        let CookiePurpose::Join { conversation_id } = admission.purpose else {
+            // A cookie for starting a session is not an invitation.
+            self.conn.send_error(ErrorCode::AuthFailed, trid);
+            return Flow::Close;
+        };
         if session_id.parse::<u32>().ok() != Some(conversation_id) {
             return Flow::Close;
         }
@@ -245,7 +335,7 @@ impl SbConnection {
             self.conn.send_line(&format!("IRO {trid} {} {total} {}", i + 1, participant_fields(p, dialect)));
         }
         self.conn.send_line(&format!("ANS {trid} OK"));
-        self.joined = Some(Joined { conversation, endpoint, me, dialect });
+        self.joined = Some(Joined { conversation, endpoint, me, dialect, session });
         self.last_message = Instant::now();
         Flow::Continue
     }
@@ -258,49 +348,32 @@ impl SbConnection {
             return Flow::Continue;
         };
         let (conversation, me) = (j.conversation.clone(), j.me.clone());
-        if *me.handle == *invitee {
+        // 215 (self, already in, already invited) comes before 217 (switchboard.md §4).
+        if *me.handle == *invitee || conversation.is_member_or_invited(&invitee) {
             self.conn.send_error(ErrorCode::AlreadyThere, trid);
             return Flow::Continue;
         }
-        let hub = self.ctx.hub.clone();
-        let target = match hub.reachable(&me.handle, &invitee).await {
-            Ok(s) => s,
-            Err(_) => {
-                self.conn.send_error(ErrorCode::NotOnline, trid);
-                return Flow::Continue;
-            }
+        let code = match self.ctx.hub.call(&conversation, me, &invitee).await {
+            Ok(()) => None,
+            Err(CallError::Unreachable) => Some(ErrorCode::NotOnline),
+            Err(CallError::AlreadyThere) => Some(ErrorCode::AlreadyThere),
+            Err(CallError::Full) => Some(ErrorCode::TooActive),
+            Err(CallError::Closed) => return Flow::Close,
         };
-        let invitee: Arc<str> = invitee.into();
-        match conversation.invite(&invitee) {
-            Ok(()) => {}
-            Err(crate::core::conversation::InviteError::AlreadyThere) => {
-                self.conn.send_error(ErrorCode::AlreadyThere, trid);
-                return Flow::Continue;
-            }
-            Err(crate::core::conversation::InviteError::Full) => {
-                self.conn.send_error(ErrorCode::TooActive, trid);
-                return Flow::Continue;
-            }
-            Err(crate::core::conversation::InviteError::Closed) => return Flow::Close,
-        }
-        let context = target.client_tag.load(Ordering::Relaxed);
-        let cookie = hub.conversations.issue_cookie(invitee.clone(), CookiePurpose::Join { conversation_id: conversation.id }, context);
-        let invitation = Invitation {
-            conversation_id: conversation.id,
-            cookie,
-            inviter_handle: me.handle.clone(),
-            inviter_name: me.friendly_name.clone(),
-        };
-        if !hub.ring(&target, invitation) {
-            self.conn.send_error(ErrorCode::NotOnline, trid);
+        if let Some(code) = code {
+            self.conn.send_error(code, trid);
             return Flow::Continue;
         }
         self.conn.send_line(&format!("CAL {trid} RINGING {}", conversation.id));
         Flow::Continue
     }
 
-    fn msg(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(j) = self.joined.as_ref() else { return Flow::Close };
+    fn msg(&mut self, cmd: &Command) -> Flow {
+        let Some(trid) = cmd.trid() else {
+            tracing::info!(peer = %self.conn.peer, "closing switchboard connection: MSG without transaction id");
+            return Flow::Close;
+        };
+        let Some(j) = self.joined.as_mut() else { return Flow::Close };
         let Some(payload) = cmd.payload.as_ref() else { return Flow::Close };
         let mode = cmd.arg(1).unwrap_or("");
         if !matches!(mode, "U" | "N" | "A" | "D" | "S") {
@@ -312,16 +385,26 @@ impl SbConnection {
             return Flow::Continue;
         }
         self.last_message = Instant::now();
+        // Relays carry the sender's current friendly name (IRO/JOI keep the one at join time).
+        if let Some(session) = j.session.upgrade() {
+            let name = session.presence().friendly_name.clone();
+            if !Arc::ptr_eq(&name, &j.me.friendly_name) && *name != *j.me.friendly_name {
+                j.me = Arc::new(ParticipantInfo { friendly_name: name, ..(*j.me).clone() });
+            }
+        }
         let delivery = j.conversation.relay(j.endpoint, &j.me, payload, None);
-        let line = match (mode, delivery.complete()) {
-            ("U", _) => None,
-            ("N", true) => None,
-            ("A" | "D" | "S", true) => Some(format!("ACK {trid}")),
-            ("S", false) => None,
-            _ => Some(format!("NAK {trid}")),
+        crate::metrics::Metrics::inc(if delivery.complete() {
+            &self.ctx.metrics.messages_relayed
+        } else {
+            &self.ctx.metrics.messages_undelivered
+        });
+        let reply = match (mode, delivery.complete()) {
+            ("U", _) | ("N", true) | ("S", false) => None,
+            ("A" | "D" | "S", true) => Some("ACK"),
+            _ => Some("NAK"),
         };
-        if let Some(line) = line {
-            self.conn.send_line(&line);
+        if let Some(reply) = reply {
+            self.conn.send_line(&format!("{reply} {trid}"));
         }
         Flow::Continue
     }

@@ -137,6 +137,13 @@ impl Conversation {
         Ok(())
     }
 
+    /// Whether `handle` is a participant or has a pending (unexpired) invitation.
+    pub fn is_member_or_invited(&self, handle: &str) -> bool {
+        let state = self.state.lock();
+        state.participants.iter().any(|p| &*p.info.handle == handle)
+            || state.invited.get(handle).is_some_and(|at| at.elapsed() < self.invitation_lifetime)
+    }
+
     /// Queues a message for every participant but the sender (or, with
     /// `only_to`, for that participant alone).
     pub fn relay(&self, from_endpoint: u64, from: &Arc<ParticipantInfo>, payload: &Bytes, only_to: Option<&str>) -> Delivery {
@@ -198,10 +205,19 @@ pub struct Admission {
     pub context: u32,
 }
 
+/// Outstanding cookies. Expired ones are swept when the jar has doubled
+/// since the last sweep, so issuing stays O(1) amortised.
+struct CookieJar {
+    grants: HashMap<String, Grant>,
+    sweep_at: usize,
+}
+
+const MIN_SWEEP: usize = 4096;
+
 /// Every live conversation and every outstanding cookie.
 pub struct Conversations {
     rooms: RwLock<HashMap<u32, Arc<Conversation>>>,
-    cookies: Mutex<HashMap<String, Grant>>,
+    cookies: Mutex<CookieJar>,
     next_id: AtomicU32,
     next_endpoint: AtomicU64,
     cookie_lifetime: Duration,
@@ -212,7 +228,7 @@ impl Conversations {
     pub fn new(cookie_lifetime: Duration, max_participants: usize) -> Conversations {
         Conversations {
             rooms: RwLock::new(HashMap::new()),
-            cookies: Mutex::new(HashMap::new()),
+            cookies: Mutex::new(CookieJar { grants: HashMap::new(), sweep_at: MIN_SWEEP }),
             next_id: AtomicU32::new(rand::random::<u32>() % 1_000_000_000 + 10_000_000),
             next_endpoint: AtomicU64::new(1),
             cookie_lifetime,
@@ -228,17 +244,18 @@ impl Conversations {
     pub fn issue_cookie(&self, handle: Arc<str>, purpose: CookiePurpose, context: u32) -> String {
         let cookie = format!("{}.{}", rand::random::<u64>(), rand::random::<u64>());
         let now = Instant::now();
-        let mut cookies = self.cookies.lock();
-        if cookies.len() > 4096 {
-            cookies.retain(|_, g| g.expires > now);
+        let mut jar = self.cookies.lock();
+        if jar.grants.len() >= jar.sweep_at {
+            jar.grants.retain(|_, g| g.expires > now);
+            jar.sweep_at = (jar.grants.len() * 2).max(MIN_SWEEP);
         }
-        cookies.insert(cookie.clone(), Grant { handle, purpose, context, expires: now + self.cookie_lifetime });
+        jar.grants.insert(cookie.clone(), Grant { handle, purpose, context, expires: now + self.cookie_lifetime });
         cookie
     }
 
     /// Consumes a cookie presented by `handle`.
     pub fn redeem_cookie(&self, cookie: &str, handle: &str) -> Result<Admission, CookieError> {
-        let mut cookies = self.cookies.lock();
+        let cookies = &mut self.cookies.lock().grants;
         let grant = cookies.get(cookie).ok_or(CookieError::Unknown)?;
         if grant.expires <= Instant::now() {
             cookies.remove(cookie);

@@ -15,7 +15,10 @@ use crate::core::conversation::Conversations;
 use crate::core::events::{DisconnectReason, Invitation, SessionEvent};
 use crate::core::outbox::Outbox;
 use crate::core::presence::{Presence, Status};
-use crate::core::roster::{Contact, FORWARD, Group, List, ListError, Privacy, REVERSE, Roster, SHARED_PHONE_KEYS, allowed_by, new_guid};
+use crate::core::roster::{
+    Contact, FORWARD, Group, List, ListError, Privacy, REVERSE, Roster, SHARED_PHONE_KEYS,
+    allowed_by, new_guid,
+};
 use crate::core::tickets::TicketIssuer;
 use crate::store::{AccountRow, Change, Store, StoreError};
 use parking_lot::{Mutex, RwLock};
@@ -71,15 +74,37 @@ impl Session {
 /// A list edit as a user asks for it.
 #[derive(Debug, Clone)]
 pub enum RosterEdit {
-    Add { list: List, handle: String, stored_name: String, group: Option<i64> },
-    Remove { list: List, handle: String, group: Option<i64> },
-    AddGroup { name: String },
-    RemoveGroup { number: i64 },
-    RenameGroup { number: i64, name: String },
+    Add {
+        list: List,
+        handle: String,
+        stored_name: String,
+        group: Option<i64>,
+    },
+    Remove {
+        list: List,
+        handle: String,
+        group: Option<i64>,
+    },
+    AddGroup {
+        name: String,
+    },
+    RemoveGroup {
+        number: i64,
+    },
+    RenameGroup {
+        number: i64,
+        name: String,
+    },
     SetPrivacy(Privacy),
     SetAutoAllow(bool),
-    SetStoredName { handle: String, name: String },
-    SetProperty { name: String, value: Option<String> },
+    SetStoredName {
+        handle: String,
+        name: String,
+    },
+    SetProperty {
+        name: String,
+        value: Option<String>,
+    },
 }
 
 /// The result of a committed edit.
@@ -148,18 +173,31 @@ impl Hub {
         if cells.len() > 1024 && cells.len().is_power_of_two() {
             cells.retain(|_, weak| weak.strong_count() > 0);
         }
-        let cell = Arc::new(UserCell { account_id, handle: handle.to_string(), roster: tokio::sync::Mutex::new(None) });
+        let cell = Arc::new(UserCell {
+            account_id,
+            handle: handle.to_string(),
+            roster: tokio::sync::Mutex::new(None),
+        });
         cells.insert(handle.to_string(), Arc::downgrade(&cell));
         cell
     }
 
-    async fn load<'a>(&self, cell: &'a UserCell) -> Result<tokio::sync::MutexGuard<'a, Option<Roster>>, HubError> {
+    async fn load<'a>(
+        &self,
+        cell: &'a UserCell,
+    ) -> Result<tokio::sync::MutexGuard<'a, Option<Roster>>, HubError> {
         let mut guard = cell.roster.lock().await;
         if guard.is_none() {
             let account = self.store.account_by_handle(&cell.handle).await?;
-            let Some(account) = account else { return Err(HubError::List(ListError::UnknownAccount)) };
+            let Some(account) = account else {
+                return Err(HubError::List(ListError::UnknownAccount));
+            };
             let rows = self.store.load_roster(account.id).await?;
-            *guard = Some(Roster::from_rows(&account, rows, self.settings.max_contacts));
+            *guard = Some(Roster::from_rows(
+                &account,
+                rows,
+                self.settings.max_contacts,
+            ));
         }
         Ok(guard)
     }
@@ -172,7 +210,10 @@ impl Hub {
         let (friendly_name, personal_message) = {
             let guard = self.load(&cell).await?;
             let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
-            (roster.friendly_name.clone(), roster.personal_message.clone())
+            (
+                roster.friendly_name.clone(),
+                roster.personal_message.clone(),
+            )
         };
         let handle: Arc<str> = account.handle.as_str().into();
         let session = Arc::new(Session {
@@ -193,7 +234,9 @@ impl Hub {
         });
         let previous = self.online.write().insert(handle, session.clone());
         if let Some(previous) = previous {
-            let _ = previous.outbox.push(SessionEvent::Disconnect(DisconnectReason::SignedInElsewhere));
+            let _ = previous.outbox.push(SessionEvent::Disconnect(
+                DisconnectReason::SignedInElsewhere,
+            ));
             self.go_offline(&previous).await;
         }
         self.index_remote_contacts(&session).await;
@@ -204,7 +247,10 @@ impl Hub {
     pub async fn sign_out(&self, session: &Arc<Session>) {
         let removed = {
             let mut online = self.online.write();
-            if online.get(&session.handle).is_some_and(|s| s.id == session.id) {
+            if online
+                .get(&session.handle)
+                .is_some_and(|s| s.id == session.id)
+            {
                 online.remove(&session.handle);
                 true
             } else {
@@ -233,9 +279,12 @@ impl Hub {
         }
         if old.status.is_visible()
             && let Ok(guard) = self.load(&session.cell).await
-                && let Some(roster) = guard.as_ref() {
-                    self.fan_out(roster, |_| Some(SessionEvent::ContactOffline(session.handle.clone())));
-                }
+            && let Some(roster) = guard.as_ref()
+        {
+            self.fan_out(roster, |_| {
+                Some(SessionEvent::ContactOffline(session.handle.clone()))
+            });
+        }
     }
 
     pub fn session(&self, handle: &str) -> Option<Arc<Session>> {
@@ -252,7 +301,11 @@ impl Hub {
     }
 
     /// Runs `f` on the session's roster (for the `SYN` dump and similar reads).
-    pub async fn with_roster<R>(&self, session: &Session, f: impl FnOnce(&Roster) -> R) -> Result<R, HubError> {
+    pub async fn with_roster<R>(
+        &self,
+        session: &Session,
+        f: impl FnOnce(&Roster) -> R,
+    ) -> Result<R, HubError> {
         let guard = self.load(&session.cell).await?;
         let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
         Ok(f(roster))
@@ -262,7 +315,9 @@ impl Hub {
     fn fan_out(&self, roster: &Roster, event: impl Fn(&Arc<Session>) -> Option<SessionEvent>) {
         let online = self.online.read();
         for contact in roster.list_members(List::Reverse) {
-            let Some(watcher) = online.get(contact.handle.as_str()) else { continue };
+            let Some(watcher) = online.get(contact.handle.as_str()) else {
+                continue;
+            };
             if !roster.allows(&contact.handle) {
                 continue;
             }
@@ -274,7 +329,13 @@ impl Hub {
     }
 
     /// Sets status, capabilities and avatar, and tells every watcher at once.
-    pub async fn set_presence(&self, session: &Session, status: Status, capabilities: u32, avatar: Option<Arc<str>>) -> Result<(), HubError> {
+    pub async fn set_presence(
+        &self,
+        session: &Session,
+        status: Status,
+        capabilities: u32,
+        avatar: Option<Arc<str>>,
+    ) -> Result<(), HubError> {
         let guard = self.load(&session.cell).await?;
         let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
         let (old, new) = {
@@ -303,8 +364,13 @@ impl Hub {
         if new.status.is_visible() {
             let appeared = !old.status.is_visible();
             let changed = appeared || *old != **new;
-            let psm_to_send = !new.personal_message.is_empty() && (appeared || old.personal_message != new.personal_message)
-                || (!appeared && old.personal_message != new.personal_message);
+            // On appearing, a message that exists; later, any change (an
+            // emptied message too, which clears the watcher's copy).
+            let psm_to_send = if appeared {
+                !new.personal_message.is_empty()
+            } else {
+                old.personal_message != new.personal_message
+            };
             let presence_changed = changed
                 && (appeared
                     || old.status != new.status
@@ -315,19 +381,30 @@ impl Hub {
                 self.fan_out(roster, |_| Some(SessionEvent::ContactPresence(new.clone())));
             }
             if psm_to_send {
-                self.fan_out(roster, |_| Some(SessionEvent::ContactPersonalMessage(new.clone())));
+                self.fan_out(roster, |_| {
+                    Some(SessionEvent::ContactPersonalMessage(new.clone()))
+                });
             }
         } else if old.status.is_visible() {
             let handle = new.handle.clone();
-            self.fan_out(roster, |_| Some(SessionEvent::ContactOffline(handle.clone())));
+            self.fan_out(roster, |_| {
+                Some(SessionEvent::ContactOffline(handle.clone()))
+            });
         }
     }
 
     /// The presence of every forward-list contact who is online, visible and
     /// lets the user see them: the `ILN` burst after the first status change.
-    pub async fn initial_presence(&self, session: &Session) -> Result<Vec<Arc<Presence>>, HubError> {
+    pub async fn initial_presence(
+        &self,
+        session: &Session,
+    ) -> Result<Vec<Arc<Presence>>, HubError> {
         let contacts: Vec<String> = self
-            .with_roster(session, |r| r.list_members(List::Forward).map(|c| c.handle.clone()).collect())
+            .with_roster(session, |r| {
+                r.list_members(List::Forward)
+                    .map(|c| c.handle.clone())
+                    .collect()
+            })
             .await?;
         let mut out = Vec::new();
         for handle in contacts {
@@ -364,7 +441,11 @@ impl Hub {
     }
 
     /// Changes the personal message (MSNP11+ `UUX`); watchers get it at once.
-    pub async fn set_personal_message(&self, session: &Session, text: &str) -> Result<(), HubError> {
+    pub async fn set_personal_message(
+        &self,
+        session: &Session,
+        text: &str,
+    ) -> Result<(), HubError> {
         let mut guard = self.load(&session.cell).await?;
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
         if roster.personal_message == text {
@@ -401,10 +482,18 @@ impl Hub {
         // also changes that account's reverse list.
         let (target_account, touches_other) = match &edit {
             RosterEdit::Add { list, handle, .. } => {
-                let account = self.store.account_by_handle(handle).await?.ok_or(ListError::UnknownAccount)?;
+                let account = self
+                    .store
+                    .account_by_handle(handle)
+                    .await?
+                    .ok_or(ListError::UnknownAccount)?;
                 (Some(account), *list == List::Forward)
             }
-            RosterEdit::Remove { list: List::Forward, handle, .. } => (self.store.account_by_handle(handle).await?, true),
+            RosterEdit::Remove {
+                list: List::Forward,
+                handle,
+                ..
+            } => (self.store.account_by_handle(handle).await?, true),
             _ => (None, false),
         };
         let target_cell = target_account
@@ -428,8 +517,17 @@ impl Hub {
 
         let mut outcome = EditOutcome::default();
         let mut changes = match &edit {
-            RosterEdit::Add { list, handle, stored_name, group } => roster.plan_add(*list, handle, stored_name, *group)?,
-            RosterEdit::Remove { list, handle, group } => roster.plan_remove(*list, handle, *group)?,
+            RosterEdit::Add {
+                list,
+                handle,
+                stored_name,
+                group,
+            } => roster.plan_add(*list, handle, stored_name, *group)?,
+            RosterEdit::Remove {
+                list,
+                handle,
+                group,
+            } => roster.plan_remove(*list, handle, *group)?,
             RosterEdit::AddGroup { name } => {
                 let (changes, group) = roster.plan_add_group(name)?;
                 outcome.group = Some(group);
@@ -449,8 +547,16 @@ impl Hub {
         // Whether the contact joins or leaves the forward list, decided by the
         // plan itself (a group-only change does neither).
         let (joins_forward, leaves_forward) = match &edit {
-            RosterEdit::Add { list: List::Forward, handle, .. } => (!roster.is_on(handle, List::Forward), false),
-            RosterEdit::Remove { list: List::Forward, handle, .. } => {
+            RosterEdit::Add {
+                list: List::Forward,
+                handle,
+                ..
+            } => (!roster.is_on(handle, List::Forward), false),
+            RosterEdit::Remove {
+                list: List::Forward,
+                handle,
+                ..
+            } => {
                 let leaves = changes.iter().any(|c| {
                     matches!(c, Change::RemoveLists { account_id, handle: h, bits }
                         if *account_id == session.account_id && h == handle && bits & FORWARD != 0)
@@ -464,11 +570,12 @@ impl Hub {
         // read for the reply (phone data, privacy) and the committed changes
         // are applied to it below (loading it after the commit would apply
         // them twice).
-        if let (Some(guard), Some(target)) = (target_guard.as_mut(), &target_account) {
-            if guard.is_none() && (joins_forward || leaves_forward) {
-                let rows = self.store.load_roster(target.id).await?;
-                **guard = Some(Roster::from_rows(target, rows, self.settings.max_contacts));
-            }
+        if let (Some(guard), Some(target)) = (target_guard.as_mut(), &target_account)
+            && guard.is_none()
+            && (joins_forward || leaves_forward)
+        {
+            let rows = self.store.load_roster(target.id).await?;
+            **guard = Some(Roster::from_rows(target, rows, self.settings.max_contacts));
         }
 
         // Reverse-list side of a forward-list change.
@@ -482,20 +589,39 @@ impl Hub {
                     stored_name: roster.friendly_name.clone(),
                     bits: REVERSE,
                 });
-                changes.push(Change::BumpListVersion { account_id: target.id });
+                changes.push(Change::BumpListVersion {
+                    account_id: target.id,
+                });
                 reverse_event = Some(true);
             } else if leaves_forward {
-                changes.push(Change::RemoveLists { account_id: target.id, handle: roster.handle.clone(), bits: REVERSE });
-                changes.push(Change::BumpListVersion { account_id: target.id });
+                changes.push(Change::RemoveLists {
+                    account_id: target.id,
+                    handle: roster.handle.clone(),
+                    bits: REVERSE,
+                });
+                changes.push(Change::BumpListVersion {
+                    account_id: target.id,
+                });
                 reverse_event = Some(false);
             }
         }
 
         // Who might see the user differently afterwards (privacy edits).
         let privacy_subjects: Vec<String> = match &edit {
-            RosterEdit::Add { list: List::Allow | List::Block, handle, .. }
-            | RosterEdit::Remove { list: List::Allow | List::Block, handle, .. } => vec![handle.clone()],
-            RosterEdit::SetPrivacy(_) => roster.list_members(List::Reverse).map(|c| c.handle.clone()).collect(),
+            RosterEdit::Add {
+                list: List::Allow | List::Block,
+                handle,
+                ..
+            }
+            | RosterEdit::Remove {
+                list: List::Allow | List::Block,
+                handle,
+                ..
+            } => vec![handle.clone()],
+            RosterEdit::SetPrivacy(_) => roster
+                .list_members(List::Reverse)
+                .map(|c| c.handle.clone())
+                .collect(),
             _ => Vec::new(),
         };
         let allowed_before: Vec<bool> = privacy_subjects.iter().map(|h| roster.allows(h)).collect();
@@ -510,17 +636,19 @@ impl Hub {
 
         outcome.version = roster.version;
         match &edit {
-            RosterEdit::Add { handle, .. } | RosterEdit::Remove { handle, .. } | RosterEdit::SetStoredName { handle, .. } => {
+            RosterEdit::Add { handle, .. }
+            | RosterEdit::Remove { handle, .. }
+            | RosterEdit::SetStoredName { handle, .. } => {
                 outcome.contact = roster.contact(handle).cloned();
             }
-            RosterEdit::RenameGroup { number, .. } => outcome.group = roster.groups.get(number).cloned(),
+            RosterEdit::RenameGroup { number, .. } => {
+                outcome.group = roster.groups.get(number).cloned()
+            }
             _ => {}
         }
         outcome.joined_forward = joins_forward;
-        if joins_forward {
-            if let Some(target_roster) = target_roster {
-                outcome.contact_phone = target_roster.visible_phone_data(&session.handle);
-            }
+        if joins_forward && let Some(target_roster) = target_roster {
+            outcome.contact_phone = target_roster.visible_phone_data(&session.handle);
         }
 
         // Announcements to others.
@@ -531,32 +659,44 @@ impl Hub {
                 continue;
             }
             if let Some(watcher) = self.session(subject) {
-                let event = if after { SessionEvent::ContactPresence(me.clone()) } else { SessionEvent::ContactOffline(me.handle.clone()) };
+                let event = if after {
+                    SessionEvent::ContactPresence(me.clone())
+                } else {
+                    SessionEvent::ContactOffline(me.handle.clone())
+                };
                 let _ = watcher.outbox.push(event);
                 if after && !me.personal_message.is_empty() {
-                    let _ = watcher.outbox.push(SessionEvent::ContactPersonalMessage(me.clone()));
+                    let _ = watcher
+                        .outbox
+                        .push(SessionEvent::ContactPersonalMessage(me.clone()));
                 }
             }
         }
-        if let (Some(added), Some(target)) = (reverse_event, &target_account) {
-            if let Some(other) = self.session(&target.handle) {
-                let version = target_roster.map(|r| r.version).unwrap_or(0);
-                let event = if added {
-                    SessionEvent::AddedBy { handle: session.handle.clone(), friendly_name: roster.friendly_name.as_str().into(), list_version: version }
-                } else {
-                    SessionEvent::RemovedBy { handle: session.handle.clone(), list_version: version }
-                };
-                let _ = other.outbox.push(event);
-            }
-        }
-        if joins_forward {
-            if let (Some(target), Some(target_roster)) = (&target_account, target_roster) {
-                if let Some(other) = self.session(&target.handle) {
-                    let presence = other.presence();
-                    if presence.status.is_visible() && target_roster.allows(&session.handle) {
-                        outcome.contact_presence = Some(presence);
-                    }
+        if let (Some(added), Some(target)) = (reverse_event, &target_account)
+            && let Some(other) = self.session(&target.handle)
+        {
+            let version = target_roster.map(|r| r.version).unwrap_or(0);
+            let event = if added {
+                SessionEvent::AddedBy {
+                    handle: session.handle.clone(),
+                    friendly_name: roster.friendly_name.as_str().into(),
+                    list_version: version,
                 }
+            } else {
+                SessionEvent::RemovedBy {
+                    handle: session.handle.clone(),
+                    list_version: version,
+                }
+            };
+            let _ = other.outbox.push(event);
+        }
+        if joins_forward
+            && let (Some(target), Some(target_roster)) = (&target_account, target_roster)
+            && let Some(other) = self.session(&target.handle)
+        {
+            let presence = other.presence();
+            if presence.status.is_visible() && target_roster.allows(&session.handle) {
+                outcome.contact_presence = Some(presence);
             }
         }
         Ok(outcome)
@@ -564,7 +704,10 @@ impl Hub {
 
     /// Phone data of every forward-list contact who lets the user see it,
     /// for the `BPR` lines of the `SYN` dump.
-    pub async fn contacts_phone_data(&self, session: &Session) -> Result<BTreeMap<String, Vec<(String, String)>>, HubError> {
+    pub async fn contacts_phone_data(
+        &self,
+        session: &Session,
+    ) -> Result<BTreeMap<String, Vec<(String, String)>>, HubError> {
         // One query for the whole list: loading every contact's roster would
         // cost several queries per contact at each sign-in.
         // TODO(store owner): move this query into `Store`.
@@ -589,7 +732,9 @@ impl Hub {
             let name: String = row.try_get(2).map_err(StoreError::from)?;
             let value: String = row.try_get(3).map_err(StoreError::from)?;
             let lists: i64 = row.try_get(4).map_err(StoreError::from)?;
-            if allowed_by(lists, Privacy::from_stored(&blp)) && SHARED_PHONE_KEYS.contains(&name.as_str()) {
+            if allowed_by(lists, Privacy::from_stored(&blp))
+                && SHARED_PHONE_KEYS.contains(&name.as_str())
+            {
                 out.entry(handle).or_default().push((name, value));
             }
         }
@@ -597,7 +742,11 @@ impl Hub {
     }
 
     /// Checks that `caller` may invite `invitee` into a conversation now.
-    pub async fn reachable(&self, caller: &str, invitee: &str) -> Result<Arc<Session>, Unreachable> {
+    pub async fn reachable(
+        &self,
+        caller: &str,
+        invitee: &str,
+    ) -> Result<Arc<Session>, Unreachable> {
         let other = self.session(invitee).ok_or(Unreachable)?;
         if !other.presence().status.is_visible() {
             return Err(Unreachable);
@@ -611,6 +760,9 @@ impl Hub {
 
     /// Delivers an invitation to `invitee`'s session.
     pub fn ring(&self, invitee: &Session, invitation: Invitation) -> bool {
-        invitee.outbox.push(SessionEvent::Invited(Arc::new(invitation))).is_ok()
+        invitee
+            .outbox
+            .push(SessionEvent::Invited(Arc::new(invitation)))
+            .is_ok()
     }
 }

@@ -63,7 +63,11 @@ impl Privacy {
         }
     }
     pub fn from_stored(s: &str) -> Privacy {
-        if s == "BL" { Privacy::BlockUnlisted } else { Privacy::AllowUnlisted }
+        if s == "BL" {
+            Privacy::BlockUnlisted
+        } else {
+            Privacy::AllowUnlisted
+        }
     }
 }
 
@@ -171,7 +175,20 @@ impl Roster {
             auto_allow: account.gtc == "N",
             version: account.list_version,
             contacts,
-            groups: rows.groups.into_iter().map(|g: GroupRow| (g.number, Group { number: g.number, guid: g.guid, name: g.name })).collect(),
+            groups: rows
+                .groups
+                .into_iter()
+                .map(|g: GroupRow| {
+                    (
+                        g.number,
+                        Group {
+                            number: g.number,
+                            guid: g.guid,
+                            name: g.name,
+                        },
+                    )
+                })
+                .collect(),
             properties: rows.properties.into_iter().collect(),
             max_contacts,
         }
@@ -187,7 +204,10 @@ impl Roster {
 
     /// May `other` see this user's presence and invite them to chats?
     pub fn allows(&self, other: &str) -> bool {
-        allowed_by(self.contacts.get(other).map_or(0, |c| c.lists), self.privacy)
+        allowed_by(
+            self.contacts.get(other).map_or(0, |c| c.lists),
+            self.privacy,
+        )
     }
 
     /// The phone properties `viewer` may see (none unless allowed).
@@ -195,15 +215,23 @@ impl Roster {
         if !self.allows(viewer) {
             return Vec::new();
         }
-        self.properties.iter().filter(|(k, _)| SHARED_PHONE_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.properties
+            .iter()
+            .filter(|(k, _)| SHARED_PHONE_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn contact_by_guid(&self, guid: &str) -> Option<&Contact> {
-        self.contacts.values().find(|c| c.guid.eq_ignore_ascii_case(guid))
+        self.contacts
+            .values()
+            .find(|c| c.guid.eq_ignore_ascii_case(guid))
     }
 
     pub fn group_by_guid(&self, guid: &str) -> Option<&Group> {
-        self.groups.values().find(|g| g.guid.eq_ignore_ascii_case(guid))
+        self.groups
+            .values()
+            .find(|g| g.guid.eq_ignore_ascii_case(guid))
     }
 
     pub fn group_by_name(&self, name: &str) -> Option<&Group> {
@@ -215,7 +243,9 @@ impl Roster {
     }
 
     fn bump(&self) -> Change {
-        Change::BumpListVersion { account_id: self.account_id }
+        Change::BumpListVersion {
+            account_id: self.account_id,
+        }
     }
 
     /// Plans putting `handle` on `list` (and, for the forward list, into `group`).
@@ -224,13 +254,20 @@ impl Roster {
     /// membership so a contact can be in 0 and other groups at once, as those
     /// clients believe; a forward contact in no group at all is shown in group
     /// 0 too. MSNP10+ has no group 0 and simply ignores that membership.
-    pub fn plan_add(&self, list: List, handle: &str, stored_name: &str, group: Option<i64>) -> Result<Vec<Change>, ListError> {
+    pub fn plan_add(
+        &self,
+        list: List,
+        handle: &str,
+        stored_name: &str,
+        group: Option<i64>,
+    ) -> Result<Vec<Change>, ListError> {
         let id = self.account_id;
         let existing = self.contacts.get(handle);
-        if let Some(g) = group {
-            if g != 0 && !self.groups.contains_key(&g) {
-                return Err(ListError::InvalidGroup);
-            }
+        if let Some(g) = group
+            && g != 0
+            && !self.groups.contains_key(&g)
+        {
+            return Err(ListError::InvalidGroup);
         }
         let mut changes = Vec::new();
         match list {
@@ -239,7 +276,11 @@ impl Roster {
                 if let Some(c) = existing.filter(|c| c.is_on(List::Forward)) {
                     match group {
                         Some(g) if !c.in_group(g) => {
-                            changes.push(Change::AddMembership { account_id: id, handle: handle.into(), group: g });
+                            changes.push(Change::AddMembership {
+                                account_id: id,
+                                handle: handle.into(),
+                                group: g,
+                            });
                         }
                         _ => return Err(ListError::AlreadyThere),
                     }
@@ -249,7 +290,11 @@ impl Roster {
                     }
                     changes.push(self.add_bits(handle, stored_name, FORWARD));
                     if let Some(g) = group {
-                        changes.push(Change::AddMembership { account_id: id, handle: handle.into(), group: g });
+                        changes.push(Change::AddMembership {
+                            account_id: id,
+                            handle: handle.into(),
+                            group: g,
+                        });
                     }
                 }
             }
@@ -271,7 +316,11 @@ impl Roster {
                 changes.push(self.add_bits(handle, stored_name, list.bit()));
                 // Allowing or blocking someone answers their pending request.
                 if list != List::Pending && existing.is_some_and(|c| c.is_on(List::Pending)) {
-                    changes.push(Change::RemoveLists { account_id: id, handle: handle.into(), bits: PENDING });
+                    changes.push(Change::RemoveLists {
+                        account_id: id,
+                        handle: handle.into(),
+                        bits: PENDING,
+                    });
                 }
             }
         }
@@ -285,14 +334,21 @@ impl Roster {
             account_id: self.account_id,
             handle: handle.into(),
             guid: existing.map(|c| c.guid.clone()).unwrap_or_else(new_guid),
-            stored_name: existing.map(|c| c.stored_name.clone()).unwrap_or_else(|| stored_name.into()),
+            stored_name: existing
+                .map(|c| c.stored_name.clone())
+                .unwrap_or_else(|| stored_name.into()),
             bits,
         }
     }
 
     /// Plans taking `handle` off `list`, or, with a group, out of that group
     /// only (the contact stays on the forward list even when in no group).
-    pub fn plan_remove(&self, list: List, handle: &str, group: Option<i64>) -> Result<Vec<Change>, ListError> {
+    pub fn plan_remove(
+        &self,
+        list: List,
+        handle: &str,
+        group: Option<i64>,
+    ) -> Result<Vec<Change>, ListError> {
         let id = self.account_id;
         if list == List::Reverse {
             return Err(ListError::ReadOnlyList);
@@ -309,7 +365,11 @@ impl Roster {
                 if !contact.groups.contains(&0) {
                     return Ok(Vec::new());
                 }
-                changes.push(Change::RemoveMembership { account_id: id, handle: handle.into(), group: 0 });
+                changes.push(Change::RemoveMembership {
+                    account_id: id,
+                    handle: handle.into(),
+                    group: 0,
+                });
             }
             (List::Forward, Some(g)) => {
                 if !self.groups.contains_key(&g) {
@@ -318,13 +378,28 @@ impl Roster {
                 if !contact.groups.contains(&g) {
                     return Err(ListError::NotInGroup);
                 }
-                changes.push(Change::RemoveMembership { account_id: id, handle: handle.into(), group: g });
+                changes.push(Change::RemoveMembership {
+                    account_id: id,
+                    handle: handle.into(),
+                    group: g,
+                });
             }
             (List::Forward, None) => {
-                changes.push(Change::ClearMemberships { account_id: id, handle: handle.into() });
-                changes.push(Change::RemoveLists { account_id: id, handle: handle.into(), bits: FORWARD });
+                changes.push(Change::ClearMemberships {
+                    account_id: id,
+                    handle: handle.into(),
+                });
+                changes.push(Change::RemoveLists {
+                    account_id: id,
+                    handle: handle.into(),
+                    bits: FORWARD,
+                });
             }
-            _ => changes.push(Change::RemoveLists { account_id: id, handle: handle.into(), bits: list.bit() }),
+            _ => changes.push(Change::RemoveLists {
+                account_id: id,
+                handle: handle.into(),
+                bits: list.bit(),
+            }),
         }
         changes.push(self.bump());
         Ok(changes)
@@ -338,9 +413,26 @@ impl Roster {
             return Err(ListError::GroupNameExists);
         }
         let number = self.groups.keys().next_back().copied().unwrap_or(0) + 1;
-        let group = Group { number, guid: new_guid(), name: name.into() };
-        let row = GroupRow { number, guid: group.guid.clone(), name: group.name.clone() };
-        Ok((vec![Change::UpsertGroup { account_id: self.account_id, group: row }, self.bump()], group))
+        let group = Group {
+            number,
+            guid: new_guid(),
+            name: name.into(),
+        };
+        let row = GroupRow {
+            number,
+            guid: group.guid.clone(),
+            name: group.name.clone(),
+        };
+        Ok((
+            vec![
+                Change::UpsertGroup {
+                    account_id: self.account_id,
+                    group: row,
+                },
+                self.bump(),
+            ],
+            group,
+        ))
     }
 
     pub fn plan_remove_group(&self, number: i64) -> Result<Vec<Change>, ListError> {
@@ -350,34 +442,61 @@ impl Roster {
         if !self.groups.contains_key(&number) {
             return Err(ListError::InvalidGroup);
         }
-        Ok(vec![Change::DeleteGroup { account_id: self.account_id, number }, self.bump()])
+        Ok(vec![
+            Change::DeleteGroup {
+                account_id: self.account_id,
+                number,
+            },
+            self.bump(),
+        ])
     }
 
     pub fn plan_rename_group(&self, number: i64, name: &str) -> Result<Vec<Change>, ListError> {
-        let Some(group) = self.groups.get(&number) else { return Err(ListError::InvalidGroup) };
+        let Some(group) = self.groups.get(&number) else {
+            return Err(ListError::InvalidGroup);
+        };
         if self.group_by_name(name).is_some_and(|g| g.number != number) {
             return Err(ListError::GroupNameExists);
         }
-        let row = GroupRow { number, guid: group.guid.clone(), name: name.into() };
-        Ok(vec![Change::UpsertGroup { account_id: self.account_id, group: row }, self.bump()])
+        let row = GroupRow {
+            number,
+            guid: group.guid.clone(),
+            name: name.into(),
+        };
+        Ok(vec![
+            Change::UpsertGroup {
+                account_id: self.account_id,
+                group: row,
+            },
+            self.bump(),
+        ])
     }
 
     pub fn plan_privacy(&self, privacy: Privacy) -> Result<Vec<Change>, ListError> {
         if self.privacy == privacy {
             return Err(ListError::AlreadyInMode);
         }
-        Ok(vec![self.set_field(AccountField::Blp, privacy.as_stored()), self.bump()])
+        Ok(vec![
+            self.set_field(AccountField::Blp, privacy.as_stored()),
+            self.bump(),
+        ])
     }
 
     pub fn plan_auto_allow(&self, auto_allow: bool) -> Result<Vec<Change>, ListError> {
         if self.auto_allow == auto_allow {
             return Err(ListError::AlreadyInMode);
         }
-        Ok(vec![self.set_field(AccountField::Gtc, if auto_allow { "N" } else { "A" }), self.bump()])
+        Ok(vec![
+            self.set_field(AccountField::Gtc, if auto_allow { "N" } else { "A" }),
+            self.bump(),
+        ])
     }
 
     pub fn plan_friendly_name(&self, name: &str) -> Vec<Change> {
-        vec![self.set_field(AccountField::FriendlyName, name), self.bump()]
+        vec![
+            self.set_field(AccountField::FriendlyName, name),
+            self.bump(),
+        ]
     }
 
     pub fn plan_personal_message(&self, text: &str) -> Vec<Change> {
@@ -389,21 +508,36 @@ impl Roster {
             return Err(ListError::NotOnList);
         }
         Ok(vec![
-            Change::SetStoredName { account_id: self.account_id, handle: handle.into(), name: name.into() },
+            Change::SetStoredName {
+                account_id: self.account_id,
+                handle: handle.into(),
+                name: name.into(),
+            },
             self.bump(),
         ])
     }
 
     pub fn plan_property(&self, name: &str, value: Option<&str>) -> Vec<Change> {
         let change = match value {
-            Some(v) if !v.is_empty() => Change::SetProperty { account_id: self.account_id, name: name.into(), value: v.into() },
-            _ => Change::DeleteProperty { account_id: self.account_id, name: name.into() },
+            Some(v) if !v.is_empty() => Change::SetProperty {
+                account_id: self.account_id,
+                name: name.into(),
+                value: v.into(),
+            },
+            _ => Change::DeleteProperty {
+                account_id: self.account_id,
+                name: name.into(),
+            },
         };
         vec![change, self.bump()]
     }
 
     fn set_field(&self, field: AccountField, value: &str) -> Change {
-        Change::SetField { account_id: self.account_id, field, value: value.into() }
+        Change::SetField {
+            account_id: self.account_id,
+            field,
+            value: value.into(),
+        }
     }
 
     /// Applies committed changes that concern this account; others are ignored.
@@ -416,17 +550,30 @@ impl Roster {
     fn apply_one(&mut self, change: &Change) {
         let me = self.account_id;
         match change {
-            Change::AddLists { account_id, handle, guid, stored_name, bits } if *account_id == me => {
-                let contact = self.contacts.entry(handle.clone()).or_insert_with(|| Contact {
-                    handle: handle.clone(),
-                    guid: guid.clone(),
-                    stored_name: stored_name.clone(),
-                    lists: 0,
-                    groups: BTreeSet::new(),
-                });
+            Change::AddLists {
+                account_id,
+                handle,
+                guid,
+                stored_name,
+                bits,
+            } if *account_id == me => {
+                let contact = self
+                    .contacts
+                    .entry(handle.clone())
+                    .or_insert_with(|| Contact {
+                        handle: handle.clone(),
+                        guid: guid.clone(),
+                        stored_name: stored_name.clone(),
+                        lists: 0,
+                        groups: BTreeSet::new(),
+                    });
                 contact.lists |= bits;
             }
-            Change::RemoveLists { account_id, handle, bits } if *account_id == me => {
+            Change::RemoveLists {
+                account_id,
+                handle,
+                bits,
+            } if *account_id == me => {
                 if let Some(contact) = self.contacts.get_mut(handle) {
                     contact.lists &= !bits;
                     if contact.lists == 0 {
@@ -434,17 +581,29 @@ impl Roster {
                     }
                 }
             }
-            Change::SetStoredName { account_id, handle, name } if *account_id == me => {
+            Change::SetStoredName {
+                account_id,
+                handle,
+                name,
+            } if *account_id == me => {
                 if let Some(c) = self.contacts.get_mut(handle) {
                     c.stored_name = name.clone();
                 }
             }
-            Change::AddMembership { account_id, handle, group } if *account_id == me => {
+            Change::AddMembership {
+                account_id,
+                handle,
+                group,
+            } if *account_id == me => {
                 if let Some(c) = self.contacts.get_mut(handle) {
                     c.groups.insert(*group);
                 }
             }
-            Change::RemoveMembership { account_id, handle, group } if *account_id == me => {
+            Change::RemoveMembership {
+                account_id,
+                handle,
+                group,
+            } if *account_id == me => {
                 if let Some(c) = self.contacts.get_mut(handle) {
                     c.groups.remove(group);
                 }
@@ -455,7 +614,14 @@ impl Roster {
                 }
             }
             Change::UpsertGroup { account_id, group } if *account_id == me => {
-                self.groups.insert(group.number, Group { number: group.number, guid: group.guid.clone(), name: group.name.clone() });
+                self.groups.insert(
+                    group.number,
+                    Group {
+                        number: group.number,
+                        guid: group.guid.clone(),
+                        name: group.name.clone(),
+                    },
+                );
             }
             Change::DeleteGroup { account_id, number } if *account_id == me => {
                 self.groups.remove(number);
@@ -463,7 +629,11 @@ impl Roster {
                     c.groups.remove(number);
                 }
             }
-            Change::SetField { account_id, field, value } if *account_id == me => match field {
+            Change::SetField {
+                account_id,
+                field,
+                value,
+            } if *account_id == me => match field {
                 AccountField::FriendlyName => self.friendly_name = value.clone(),
                 AccountField::Blp => self.privacy = Privacy::from_stored(value),
                 AccountField::Gtc => self.auto_allow = value == "N",
@@ -471,7 +641,11 @@ impl Roster {
                 AccountField::PasswordHash => {}
             },
             Change::BumpListVersion { account_id } if *account_id == me => self.version += 1,
-            Change::SetProperty { account_id, name, value } if *account_id == me => {
+            Change::SetProperty {
+                account_id,
+                name,
+                value,
+            } if *account_id == me => {
                 self.properties.insert(name.clone(), value.clone());
             }
             Change::DeleteProperty { account_id, name } if *account_id == me => {
@@ -508,7 +682,10 @@ mod tests {
     }
 
     /// Plans against the current state, then applies (as the hub does after commit).
-    fn edit(r: &mut Roster, plan: impl FnOnce(&Roster) -> Result<Vec<Change>, ListError>) -> Result<(), ListError> {
+    fn edit(
+        r: &mut Roster,
+        plan: impl FnOnce(&Roster) -> Result<Vec<Change>, ListError>,
+    ) -> Result<(), ListError> {
         let changes = plan(r)?;
         r.apply(&changes);
         Ok(())
@@ -517,17 +694,35 @@ mod tests {
     #[test]
     fn allow_and_block_are_exclusive() {
         let mut r = roster();
-        edit(&mut r, |r| r.plan_add(List::Allow, "bob@example.com", "bob", None)).unwrap();
-        assert_eq!(r.plan_add(List::Block, "bob@example.com", "bob", None), Err(ListError::InOppositeList));
-        assert_eq!(r.plan_add(List::Allow, "bob@example.com", "bob", None), Err(ListError::AlreadyThere));
+        edit(&mut r, |r| {
+            r.plan_add(List::Allow, "bob@example.com", "bob", None)
+        })
+        .unwrap();
+        assert_eq!(
+            r.plan_add(List::Block, "bob@example.com", "bob", None),
+            Err(ListError::InOppositeList)
+        );
+        assert_eq!(
+            r.plan_add(List::Allow, "bob@example.com", "bob", None),
+            Err(ListError::AlreadyThere)
+        );
         assert!(r.allows("bob@example.com"));
-        edit(&mut r, |r| r.plan_remove(List::Allow, "bob@example.com", None)).unwrap();
-        edit(&mut r, |r| r.plan_add(List::Block, "bob@example.com", "bob", None)).unwrap();
+        edit(&mut r, |r| {
+            r.plan_remove(List::Allow, "bob@example.com", None)
+        })
+        .unwrap();
+        edit(&mut r, |r| {
+            r.plan_add(List::Block, "bob@example.com", "bob", None)
+        })
+        .unwrap();
         assert!(!r.allows("bob@example.com"));
         assert!(r.allows("carol@example.com"));
         edit(&mut r, |r| r.plan_privacy(Privacy::BlockUnlisted)).unwrap();
         assert!(!r.allows("carol@example.com"));
-        assert_eq!(r.plan_privacy(Privacy::BlockUnlisted), Err(ListError::AlreadyInMode));
+        assert_eq!(
+            r.plan_privacy(Privacy::BlockUnlisted),
+            Err(ListError::AlreadyInMode)
+        );
         assert_eq!(r.version, 4);
     }
 
@@ -537,22 +732,55 @@ mod tests {
         let (changes, friends) = r.plan_add_group("Friends").unwrap();
         r.apply(&changes);
         assert_eq!(friends.number, 1);
-        assert_eq!(r.plan_add_group("Friends").unwrap_err(), ListError::GroupNameExists);
-        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))).unwrap();
-        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", None), Err(ListError::AlreadyThere));
-        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))).unwrap();
-        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(1)), Err(ListError::AlreadyThere));
-        assert_eq!(r.plan_add(List::Forward, "x@example.com", "x", Some(9)), Err(ListError::InvalidGroup));
+        assert_eq!(
+            r.plan_add_group("Friends").unwrap_err(),
+            ListError::GroupNameExists
+        );
+        edit(&mut r, |r| {
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))
+        })
+        .unwrap();
+        assert_eq!(
+            r.plan_add(List::Forward, "bob@example.com", "bob", None),
+            Err(ListError::AlreadyThere)
+        );
+        edit(&mut r, |r| {
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))
+        })
+        .unwrap();
+        assert_eq!(
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(1)),
+            Err(ListError::AlreadyThere)
+        );
+        assert_eq!(
+            r.plan_add(List::Forward, "x@example.com", "x", Some(9)),
+            Err(ListError::InvalidGroup)
+        );
         assert!(r.contact("bob@example.com").unwrap().groups.contains(&1));
-        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(1))).unwrap();
-        assert_eq!(r.plan_remove(List::Forward, "bob@example.com", Some(1)), Err(ListError::NotInGroup));
+        edit(&mut r, |r| {
+            r.plan_remove(List::Forward, "bob@example.com", Some(1))
+        })
+        .unwrap();
+        assert_eq!(
+            r.plan_remove(List::Forward, "bob@example.com", Some(1)),
+            Err(ListError::NotInGroup)
+        );
         assert!(r.is_on("bob@example.com", List::Forward));
-        assert_eq!(r.plan_remove_group(0), Err(ListError::CannotRemoveGroupZero));
+        assert_eq!(
+            r.plan_remove_group(0),
+            Err(ListError::CannotRemoveGroupZero)
+        );
         edit(&mut r, |r| r.plan_remove_group(1)).unwrap();
         assert!(r.groups.is_empty());
-        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", None)).unwrap();
+        edit(&mut r, |r| {
+            r.plan_remove(List::Forward, "bob@example.com", None)
+        })
+        .unwrap();
         assert!(r.contact("bob@example.com").is_none());
-        assert_eq!(r.plan_remove(List::Forward, "bob@example.com", None), Err(ListError::NotOnList));
+        assert_eq!(
+            r.plan_remove(List::Forward, "bob@example.com", None),
+            Err(ListError::NotOnList)
+        );
     }
 
     #[test]
@@ -560,20 +788,47 @@ mod tests {
         let mut r = roster();
         let (changes, _) = r.plan_add_group("Work").unwrap();
         r.apply(&changes);
-        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))).unwrap();
-        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)), Err(ListError::AlreadyThere));
+        edit(&mut r, |r| {
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(0))
+        })
+        .unwrap();
+        assert_eq!(
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)),
+            Err(ListError::AlreadyThere)
+        );
         // Move 0 → 1 the way MSN 6 and libpurple do it: add to 1, leave 0.
-        edit(&mut r, |r| r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))).unwrap();
-        assert_eq!(r.contact("bob@example.com").unwrap().groups, BTreeSet::from([0, 1]));
-        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(0))).unwrap();
-        assert_eq!(r.contact("bob@example.com").unwrap().groups, BTreeSet::from([1]));
+        edit(&mut r, |r| {
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(1))
+        })
+        .unwrap();
+        assert_eq!(
+            r.contact("bob@example.com").unwrap().groups,
+            BTreeSet::from([0, 1])
+        );
+        edit(&mut r, |r| {
+            r.plan_remove(List::Forward, "bob@example.com", Some(0))
+        })
+        .unwrap();
+        assert_eq!(
+            r.contact("bob@example.com").unwrap().groups,
+            BTreeSet::from([1])
+        );
         // Leaving group 0 again, or an implied group 0, is harmless and changes nothing.
-        assert_eq!(r.plan_remove(List::Forward, "bob@example.com", Some(0)), Ok(Vec::new()));
+        assert_eq!(
+            r.plan_remove(List::Forward, "bob@example.com", Some(0)),
+            Ok(Vec::new())
+        );
         // Leaving the last group keeps the contact (then shown in group 0).
-        edit(&mut r, |r| r.plan_remove(List::Forward, "bob@example.com", Some(1))).unwrap();
+        edit(&mut r, |r| {
+            r.plan_remove(List::Forward, "bob@example.com", Some(1))
+        })
+        .unwrap();
         let bob = r.contact("bob@example.com").unwrap();
         assert!(bob.is_on(List::Forward) && bob.groups.is_empty() && bob.in_group(0));
-        assert_eq!(r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)), Err(ListError::AlreadyThere));
+        assert_eq!(
+            r.plan_add(List::Forward, "bob@example.com", "bob", Some(0)),
+            Err(ListError::AlreadyThere)
+        );
     }
 
     #[test]
@@ -582,12 +837,21 @@ mod tests {
         for h in ["a@x.com", "b@x.com", "c@x.com"] {
             edit(&mut r, |r| r.plan_add(List::Forward, h, h, None)).unwrap();
         }
-        assert_eq!(r.plan_add(List::Forward, "d@x.com", "d", None), Err(ListError::ListFull));
-        assert_eq!(r.plan_add(List::Reverse, "d@x.com", "d", None), Err(ListError::ReadOnlyList));
+        assert_eq!(
+            r.plan_add(List::Forward, "d@x.com", "d", None),
+            Err(ListError::ListFull)
+        );
+        assert_eq!(
+            r.plan_add(List::Reverse, "d@x.com", "d", None),
+            Err(ListError::ReadOnlyList)
+        );
         for i in 0..MAX_GROUPS {
             let (c, _) = r.plan_add_group(&format!("g{i}")).unwrap();
             r.apply(&c);
         }
-        assert_eq!(r.plan_add_group("one more").unwrap_err(), ListError::TooManyGroups);
+        assert_eq!(
+            r.plan_add_group("one more").unwrap_err(),
+            ListError::TooManyGroups
+        );
     }
 }

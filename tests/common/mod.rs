@@ -29,7 +29,11 @@ impl TestServer {
         &self.running.hub
     }
     pub async fn add_user(&self, handle: &str, password: &str, nickname: &str) {
-        self.hub().accounts.create(handle, password, Some(nickname)).await.expect("create account");
+        self.hub()
+            .accounts
+            .create(handle, password, Some(nickname))
+            .await
+            .expect("create account");
     }
 }
 
@@ -41,17 +45,26 @@ pub fn database_url(dir: &std::path::Path) -> String {
     if std::env::var("MSNGATE_TEST_BACKEND").as_deref() != Ok("postgres") {
         return format!("sqlite://{}/msngate.db", dir.display());
     }
-    let admin = std::env::var("MSNGATE_TEST_POSTGRES_URL").expect("MSNGATE_TEST_BACKEND=postgres needs MSNGATE_TEST_POSTGRES_URL");
+    let admin = std::env::var("MSNGATE_TEST_POSTGRES_URL")
+        .expect("MSNGATE_TEST_BACKEND=postgres needs MSNGATE_TEST_POSTGRES_URL");
     let name = format!("msngate_t_{}", msngate::core::tickets::random_hex());
     let admin_c = admin.clone();
     let name_c = name.clone();
     // Its own runtime on its own thread: callers may be sync or async.
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             sqlx::any::install_default_drivers();
-            let pool = sqlx::AnyPool::connect(&admin_c).await.expect("connect to PostgreSQL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name_c}"))).execute(&pool).await.expect("create database");
+            let pool = sqlx::AnyPool::connect(&admin_c)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name_c}")))
+                .execute(&pool)
+                .await
+                .expect("create database");
             pool.close().await;
         })
     })
@@ -102,7 +115,12 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Client { stream, buf: BytesMut::new(), decoder: Decoder::server_to_client(), trid: 0 }
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::server_to_client(),
+            trid: 0,
+        }
     }
 
     /// The next transaction id.
@@ -127,14 +145,20 @@ impl Client {
 
     /// The next command, or `None` on EOF. Panics after [`TIMEOUT`].
     pub async fn recv_opt(&mut self) -> Option<Command> {
-        self.recv_within(TIMEOUT).await.unwrap_or_else(|| panic!("timed out waiting for a command"))
+        self.recv_within(TIMEOUT)
+            .await
+            .unwrap_or_else(|| panic!("timed out waiting for a command"))
     }
 
     /// `Some(Some(cmd))`, `Some(None)` on EOF, `None` on timeout.
     pub async fn recv_within(&mut self, wait: Duration) -> Option<Option<Command>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(cmd) = self.decoder.decode(&mut self.buf).expect("server sent a well-framed stream") {
+            if let Some(cmd) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("server sent a well-framed stream")
+            {
                 return Some(Some(cmd));
             }
             let mut chunk = [0u8; 16384];
@@ -147,7 +171,9 @@ impl Client {
     }
 
     pub async fn recv(&mut self) -> Command {
-        self.recv_opt().await.expect("connection closed while a command was expected")
+        self.recv_opt()
+            .await
+            .expect("connection closed while a command was expected")
     }
 
     /// Receives one command and checks its rendered line (payload excluded).
@@ -174,7 +200,10 @@ impl Client {
             match self.recv_within(TIMEOUT).await {
                 Some(None) => return seen,
                 Some(Some(cmd)) => seen.push(cmd),
-                None => panic!("connection not closed; got {:?}", seen.iter().map(render).collect::<Vec<_>>()),
+                None => panic!(
+                    "connection not closed; got {:?}",
+                    seen.iter().map(render).collect::<Vec<_>>()
+                ),
             }
         }
     }
@@ -214,20 +243,39 @@ pub async fn sign_in_md5(ns: SocketAddr, dialect: u8, handle: &str, password: &s
     let t = c.next();
     c.send(&format!("USR {t} MD5 I {handle}")).await;
     let challenge = c.recv().await;
-    assert_eq!(&challenge.args[..3], [t.to_string(), "MD5".into(), "S".into()]);
+    assert_eq!(
+        &challenge.args[..3],
+        [t.to_string(), "MD5".into(), "S".into()]
+    );
     let salt = challenge.args[3].clone();
     let t = c.next();
-    c.send(&format!("USR {t} MD5 S {}", msnp::auth::md5_login_hash(&salt, password))).await;
+    c.send(&format!(
+        "USR {t} MD5 S {}",
+        msnp::auth::md5_login_hash(&salt, password)
+    ))
+    .await;
     let ok = c.recv().await;
-    assert_eq!(ok.name, "USR", "sign-in of {handle} refused: {}", render(&ok));
+    assert_eq!(
+        ok.name,
+        "USR",
+        "sign-in of {handle} refused: {}",
+        render(&ok)
+    );
     assert_eq!(ok.args[1], "OK");
     let profile = c.recv().await;
-    assert_eq!(render(&profile).split(' ').take(3).collect::<Vec<_>>(), ["MSG", "Hotmail", "Hotmail"]);
+    assert_eq!(
+        render(&profile).split(' ').take(3).collect::<Vec<_>>(),
+        ["MSG", "Hotmail", "Hotmail"]
+    );
     c
 }
 
 /// Passport 1.4 login over HTTP: returns the ticket (`from-PP`) or the status line.
-pub async fn passport_login(http: SocketAddr, handle: &str, password: &str) -> Result<String, String> {
+pub async fn passport_login(
+    http: SocketAddr,
+    handle: &str,
+    password: &str,
+) -> Result<String, String> {
     let enc = |s: &str| msnp::urlenc::encode_passport_field(s);
     let request = format!(
         "GET /login2.srf HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={},pwd={},lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764229,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619\r\nUser-Agent: MSMSGS\r\nHost: {http}\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n",
@@ -237,7 +285,10 @@ pub async fn passport_login(http: SocketAddr, handle: &str, password: &str) -> R
     let mut stream = TcpStream::connect(http).await.expect("connect http");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response)).await.expect("http timeout").expect("read");
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("http timeout")
+        .expect("read");
     let text = String::from_utf8_lossy(&response).to_string();
     match text.find("from-PP='") {
         Some(start) => {
@@ -255,14 +306,25 @@ pub async fn sign_in_twn(server: &TestServer, dialect: u8, handle: &str, passwor
     c.send(&format!("VER {t} MSNP{dialect} CVR0")).await;
     c.expect(&format!("VER {t} MSNP{dialect}")).await;
     let t = c.next();
-    c.send(&format!("CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0813 msmsgs {handle}")).await;
-    c.expect(&format!("CVR {t} 7.0.0813 7.0.0813 7.0.0813 {}/download {}/info",
-        server.running.config.http.public_url, server.running.config.http.public_url)).await;
+    c.send(&format!(
+        "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 7.0.0813 msmsgs {handle}"
+    ))
+    .await;
+    c.expect(&format!(
+        "CVR {t} 7.0.0813 7.0.0813 7.0.0813 {}/download {}/info",
+        server.running.config.http.public_url, server.running.config.http.public_url
+    ))
+    .await;
     let t = c.next();
     c.send(&format!("USR {t} TWN I {handle}")).await;
     let challenge = c.recv().await;
-    assert_eq!(&challenge.args[..3], [t.to_string(), "TWN".into(), "S".into()]);
-    let ticket = passport_login(server.http(), handle, password).await.expect("passport login");
+    assert_eq!(
+        &challenge.args[..3],
+        [t.to_string(), "TWN".into(), "S".into()]
+    );
+    let ticket = passport_login(server.http(), handle, password)
+        .await
+        .expect("passport login");
     let t = c.next();
     c.send(&format!("USR {t} TWN S {ticket}")).await;
     let ok = c.recv().await;
@@ -278,7 +340,11 @@ pub async fn sign_in_twn(server: &TestServer, dialect: u8, handle: &str, passwor
 
 /// Signs in with the method of the dialect.
 pub async fn sign_in(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
-    if dialect <= 7 { sign_in_md5(server.ns(), dialect, handle, password).await } else { sign_in_twn(server, dialect, handle, password).await }
+    if dialect <= 7 {
+        sign_in_md5(server.ns(), dialect, handle, password).await
+    } else {
+        sign_in_twn(server, dialect, handle, password).await
+    }
 }
 
 /// The real `msngate` binary running as a child process on free loopback ports.
@@ -290,7 +356,9 @@ pub struct BinaryServer {
 }
 
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
 }
 
 /// Writes a config for the binary into `dir` (SQLite there unless
@@ -314,13 +382,21 @@ pub fn run_cli(config_path: &std::path::Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run msngate");
-    assert!(out.status.success(), "msngate {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "msngate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 impl BinaryServer {
     /// Starts `msngate serve` and waits until the notification port accepts.
-    pub async fn spawn(config_path: &std::path::Path, ns: SocketAddr, http: SocketAddr) -> BinaryServer {
+    pub async fn spawn(
+        config_path: &std::path::Path,
+        ns: SocketAddr,
+        http: SocketAddr,
+    ) -> BinaryServer {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
             .arg("--config")
             .arg(config_path)
@@ -331,10 +407,18 @@ impl BinaryServer {
             .expect("spawn msngate");
         let deadline = std::time::Instant::now() + TIMEOUT;
         while TcpStream::connect(ns).await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "msngate did not start listening");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "msngate did not start listening"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        BinaryServer { child, config_path: config_path.to_path_buf(), ns, http }
+        BinaryServer {
+            child,
+            config_path: config_path.to_path_buf(),
+            ns,
+            http,
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status (bounded).
@@ -348,7 +432,10 @@ impl BinaryServer {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "msngate did not exit after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "msngate did not exit after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -365,13 +452,38 @@ impl Drop for BinaryServer {
 pub async fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect http");
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("write");
     let mut response = Vec::new();
-    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response)).await.expect("http timeout").expect("read");
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("http timeout")
+        .expect("read");
     let text = String::from_utf8_lossy(&response).to_string();
     let status = text.lines().next().unwrap_or("").to_string();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
+}
+
+impl Client {
+    /// Reads exactly `n` raw bytes off the connection (bytes already
+    /// buffered first), for checks of the exact wire form.
+    pub async fn recv_exact_bytes(&mut self, n: usize) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => panic!("timed out waiting for {n} bytes (have {})", self.buf.len()),
+                Ok(Ok(0)) | Ok(Err(_)) => panic!("connection closed after {} of {n} bytes", self.buf.len()),
+                Ok(Ok(got)) => self.buf.extend_from_slice(&chunk[..got]),
+            }
+        }
+        self.buf.split_to(n).to_vec()
+    }
 }

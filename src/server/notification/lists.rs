@@ -44,14 +44,21 @@ fn list_code(list: List) -> &'static str {
 /// A `SYN` timestamp standing for a list version (MSNP10+ has no versions).
 fn version_timestamp(version: i64) -> String {
     let secs = version.clamp(0, 86_399);
-    format!("2005-01-01T{:02}:{:02}:{:02}.0000000-00:00", secs / 3600, (secs / 60) % 60, secs % 60)
+    format!(
+        "2005-01-01T{:02}:{:02}:{:02}.0000000-00:00",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 impl NsConnection {
     /// Runs an edit under the rate limit and maps refusals to error codes;
     /// `Err` carries what to do instead of replying.
     async fn edit(&mut self, trid: u32, edit: RosterEdit) -> Result<EditOutcome, Flow> {
-        let Some(session) = self.session.clone() else { return Err(Flow::Close) };
+        let Some(session) = self.session.clone() else {
+            return Err(Flow::Close);
+        };
         if !self.rate.allow() {
             return Err(self.reply_error(ErrorCode::RateLimited, trid));
         }
@@ -91,17 +98,27 @@ impl NsConnection {
 
     fn send_contact_presence(&mut self, trid: u32, outcome: &EditOutcome) {
         if let Some(p) = &outcome.contact_presence
-            && self.presence_started {
-                self.conn.send_line(&format!("ILN {trid} {}", presence_fields(p, self.dialect)));
-                if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
-                    let xml = super::presence::personal_message_xml(&p.personal_message);
-                    self.conn.send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
-                }
+            && self.presence_started
+        {
+            self.conn
+                .send_line(&format!("ILN {trid} {}", presence_fields(p, self.dialect)));
+            if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
+                let xml = super::presence::personal_message_xml(&p.personal_message);
+                self.conn
+                    .send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
             }
+        }
     }
 
     pub(super) async fn syn(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
+        // Reverse-list notices queued before the first SYN are in the dump:
+        // drop them now, so none is sent twice.
+        if !self.synced && self.render_events() == Flow::Close {
+            return Flow::Close;
+        }
         let client_version: Option<i64> = cmd.arg(1).and_then(|v| v.parse().ok());
         let d = self.dialect;
         let current = match self.ctx.hub.with_roster(&session, |r| r.version).await {
@@ -123,7 +140,13 @@ impl NsConnection {
         } else {
             BTreeMap::new()
         };
-        let lines = self.ctx.hub.with_roster(&session, |roster| syn_dump(roster, d, trid, client_version, &phones)).await;
+        let lines = self
+            .ctx
+            .hub
+            .with_roster(&session, |roster| {
+                syn_dump(roster, d, trid, client_version, &phones)
+            })
+            .await;
         match lines {
             Ok(lines) => {
                 for line in lines {
@@ -146,9 +169,17 @@ impl NsConnection {
         if !outcome.joined_forward || !self.dialect.has_phone_properties() || !self.synced {
             return;
         }
-        let prefix = if self.dialect.uses_guids() { format!("BPR {handle}") } else { format!("BPR {} {handle}", outcome.version) };
+        let prefix = if self.dialect.uses_guids() {
+            format!("BPR {handle}")
+        } else {
+            format!("BPR {} {handle}", outcome.version)
+        };
         for key in ["PHH", "PHW", "PHM", "MOB"] {
-            let value = outcome.contact_phone.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            let value = outcome
+                .contact_phone
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str());
             let line = match (key, value) {
                 (_, Some(v)) => format!("{prefix} {key} {}", encoded(v)),
                 ("MOB", None) => format!("{prefix} MOB N"),
@@ -160,7 +191,9 @@ impl NsConnection {
 
     /// ADD (MSNP2–9): `ADD trid FL|AL|BL handle name [group]`.
     pub(super) async fn add(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(list), Some(raw_handle)) = (cmd.arg(1).and_then(parse_list), cmd.arg(2)) else { return Flow::Close };
+        let (Some(list), Some(raw_handle)) = (cmd.arg(1).and_then(parse_list), cmd.arg(2)) else {
+            return Flow::Close;
+        };
         if matches!(list, List::Reverse | List::Pending) {
             return Flow::Close;
         }
@@ -180,12 +213,22 @@ impl NsConnection {
         } else {
             None
         };
-        let edit = RosterEdit::Add { list, handle: handle.clone(), stored_name: decoded(raw_name), group };
+        let edit = RosterEdit::Add {
+            list,
+            handle: handle.clone(),
+            stored_name: decoded(raw_name),
+            group,
+        };
         let outcome = match self.edit(trid, edit).await {
             Ok(o) => o,
             Err(flow) => return flow,
         };
-        let mut line = format!("ADD {trid} {} {} {handle} {}", list_code(list), outcome.version, encoded(&decoded(raw_name)));
+        let mut line = format!(
+            "ADD {trid} {} {} {handle} {}",
+            list_code(list),
+            outcome.version,
+            encoded(&decoded(raw_name))
+        );
         if let Some(g) = group {
             line.push_str(&format!(" {g}"));
         }
@@ -198,20 +241,35 @@ impl NsConnection {
     /// ADC (MSNP10–12): `ADC trid FL N=handle [F=name]`, `ADC trid FL C=guid group-guid`,
     /// `ADC trid AL|BL N=handle`.
     pub(super) async fn adc(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(list) = cmd.arg(1).and_then(parse_list) else { return Flow::Close };
+        let Some(list) = cmd.arg(1).and_then(parse_list) else {
+            return Flow::Close;
+        };
         if matches!(list, List::Reverse | List::Pending) {
             return Flow::Close;
         }
-        let field = |prefix: &str| cmd.args.iter().skip(2).find_map(|a| a.strip_prefix(prefix).map(str::to_string));
+        let field = |prefix: &str| {
+            cmd.args
+                .iter()
+                .skip(2)
+                .find_map(|a| a.strip_prefix(prefix).map(str::to_string))
+        };
         if let (List::Forward, Some(guid), Some(group_guid)) = (list, field("C="), cmd.arg(3)) {
-            let Some(session) = self.session.clone() else { return Flow::Close };
+            let Some(session) = self.session.clone() else {
+                return Flow::Close;
+            };
             let guid_c = guid.clone();
             let group_g = group_guid.to_string();
             let found = self
                 .ctx
                 .hub
                 .with_roster(&session, move |r| {
-                    (r.contact_by_guid(&guid_c).map(|c| c.handle.clone()), r.group_by_guid(&group_g).map(|g| g.number))
+                    (
+                        // Only forward contacts have a GUID the client knows.
+                        r.contact_by_guid(&guid_c)
+                            .filter(|c| c.is_on(List::Forward))
+                            .map(|c| c.handle.clone()),
+                        r.group_by_guid(&group_g).map(|g| g.number),
+                    )
                 })
                 .await;
             let (handle, group) = match found {
@@ -220,14 +278,22 @@ impl NsConnection {
                 Ok((_, None)) => return self.reply_error(ErrorCode::InvalidGroup, trid),
                 Err(_) => return self.reply_error(ErrorCode::DatabaseError, trid),
             };
-            let edit = RosterEdit::Add { list, handle: handle.clone(), stored_name: handle, group: Some(group) };
+            let edit = RosterEdit::Add {
+                list,
+                handle: handle.clone(),
+                stored_name: handle,
+                group: Some(group),
+            };
             if let Err(flow) = self.edit(trid, edit).await {
                 return flow;
             }
-            self.conn.send_line(&format!("ADC {trid} FL C={guid} {group_guid}"));
+            self.conn
+                .send_line(&format!("ADC {trid} FL C={guid} {group_guid}"));
             return Flow::Continue;
         }
-        let Some(raw_handle) = field("N=") else { return Flow::Close };
+        let Some(raw_handle) = field("N=") else {
+            return Flow::Close;
+        };
         let Some(handle) = handle::normalize(&raw_handle) else {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
         };
@@ -235,14 +301,33 @@ impl NsConnection {
         if encoded(&name).len() > MAX_NAME_ENCODED {
             return Flow::Close;
         }
-        let stored = if name.is_empty() { handle.clone() } else { name.clone() };
+        let stored = if name.is_empty() {
+            handle.clone()
+        } else {
+            name.clone()
+        };
         // MSNP10+ has no group 0: a new contact is in no group.
-        let outcome = match self.edit(trid, RosterEdit::Add { list, handle: handle.clone(), stored_name: stored, group: None }).await {
+        let outcome = match self
+            .edit(
+                trid,
+                RosterEdit::Add {
+                    list,
+                    handle: handle.clone(),
+                    stored_name: stored,
+                    group: None,
+                },
+            )
+            .await
+        {
             Ok(o) => o,
             Err(flow) => return flow,
         };
         let line = if list == List::Forward {
-            let guid = outcome.contact.as_ref().map(|c| c.guid.clone()).unwrap_or_default();
+            let guid = outcome
+                .contact
+                .as_ref()
+                .map(|c| c.guid.clone())
+                .unwrap_or_default();
             if name.is_empty() {
                 format!("ADC {trid} FL N={handle} C={guid}")
             } else {
@@ -260,11 +345,15 @@ impl NsConnection {
     /// REM: `REM trid LIST handle [group]` (MSNP2–9); `REM trid FL guid [group-guid]`
     /// or `REM trid AL|BL|PL handle` (MSNP10–12).
     pub(super) async fn rem(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(list), Some(target)) = (cmd.arg(1).and_then(parse_list), cmd.arg(2)) else { return Flow::Close };
+        let (Some(list), Some(target)) = (cmd.arg(1).and_then(parse_list), cmd.arg(2)) else {
+            return Flow::Close;
+        };
         if list == List::Reverse || (list == List::Pending && !self.dialect.uses_guids()) {
             return Flow::Close;
         }
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
         let group_arg = cmd.arg(3).map(str::to_string);
         let (handle, group) = if self.dialect.uses_guids() && list == List::Forward {
             let target_s = target.to_string();
@@ -273,7 +362,10 @@ impl NsConnection {
                 .ctx
                 .hub
                 .with_roster(&session, move |r| {
-                    let handle = r.contact_by_guid(&target_s).map(|c| c.handle.clone()).or_else(|| handle::normalize(&target_s));
+                    let handle = r
+                        .contact_by_guid(&target_s)
+                        .map(|c| c.handle.clone())
+                        .or_else(|| handle::normalize(&target_s));
                     let group = group_s.map(|g| r.group_by_guid(&g).map(|g| g.number));
                     (handle, group)
                 })
@@ -281,7 +373,9 @@ impl NsConnection {
             match found {
                 Ok((Some(h), None)) => (h, None),
                 Ok((Some(h), Some(Some(g)))) => (h, Some(g)),
-                Ok((Some(_), Some(None))) => return self.reply_error(ErrorCode::InvalidGroup, trid),
+                Ok((Some(_), Some(None))) => {
+                    return self.reply_error(ErrorCode::InvalidGroup, trid);
+                }
                 Ok((None, _)) => return self.reply_error(ErrorCode::NotOnList, trid),
                 Err(_) => return self.reply_error(ErrorCode::DatabaseError, trid),
             }
@@ -298,26 +392,43 @@ impl NsConnection {
             };
             (handle, group)
         };
-        let outcome = match self.edit(trid, RosterEdit::Remove { list, handle: handle.clone(), group }).await {
+        let outcome = match self
+            .edit(
+                trid,
+                RosterEdit::Remove {
+                    list,
+                    handle: handle.clone(),
+                    group,
+                },
+            )
+            .await
+        {
             Ok(o) => o,
             Err(flow) => return flow,
         };
         let mut line = if self.dialect.uses_guids() {
             format!("REM {trid} {} {target}", list_code(list))
         } else {
-            format!("REM {trid} {} {} {handle}", list_code(list), outcome.version)
+            format!(
+                "REM {trid} {} {} {handle}",
+                list_code(list),
+                outcome.version
+            )
         };
         if let Some(g) = &group_arg
-            && list == List::Forward {
-                line.push(' ');
-                line.push_str(g);
-            }
+            && list == List::Forward
+        {
+            line.push(' ');
+            line.push_str(g);
+        }
         self.conn.send_line(&line);
         Flow::Continue
     }
 
     pub(super) async fn adg(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(raw) = cmd.arg(1) else { return Flow::Close };
+        let Some(raw) = cmd.arg(1) else {
+            return Flow::Close;
+        };
         let name = decoded(raw);
         if name.is_empty() {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
@@ -325,15 +436,25 @@ impl NsConnection {
         if encoded(&name).len() > MAX_GROUP_NAME_ENCODED {
             return self.reply_error(ErrorCode::GroupNameTooLong, trid);
         }
-        let outcome = match self.edit(trid, RosterEdit::AddGroup { name: name.clone() }).await {
+        let outcome = match self
+            .edit(trid, RosterEdit::AddGroup { name: name.clone() })
+            .await
+        {
             Ok(o) => o,
             Err(flow) => return flow,
         };
-        let Some(group) = outcome.group else { return self.reply_error(ErrorCode::InternalError, trid) };
+        let Some(group) = outcome.group else {
+            return self.reply_error(ErrorCode::InternalError, trid);
+        };
         let line = if self.dialect.uses_guids() {
             format!("ADG {trid} {} {}", encoded(&name), group.guid)
         } else {
-            format!("ADG {trid} {} {} {} 0", outcome.version, encoded(&name), group.number)
+            format!(
+                "ADG {trid} {} {} {} 0",
+                outcome.version,
+                encoded(&name),
+                group.number
+            )
         };
         self.conn.send_line(&line);
         Flow::Continue
@@ -345,19 +466,25 @@ impl NsConnection {
         if !self.dialect.uses_guids() {
             return raw.parse::<i64>().map(Some).map_err(|_| Flow::Close);
         }
-        let Some(session) = self.session.clone() else { return Err(Flow::Close) };
+        let Some(session) = self.session.clone() else {
+            return Err(Flow::Close);
+        };
         let raw = raw.to_string();
         self.ctx
             .hub
             .with_roster(&session, move |r| {
-                r.group_by_guid(&raw).or_else(|| r.group_by_name(&decoded(&raw))).map(|g| g.number)
+                r.group_by_guid(&raw)
+                    .or_else(|| r.group_by_name(&decoded(&raw)))
+                    .map(|g| g.number)
             })
             .await
             .map_err(|_| Flow::Close)
     }
 
     pub(super) async fn rmg(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(raw) = cmd.arg(1) else { return Flow::Close };
+        let Some(raw) = cmd.arg(1) else {
+            return Flow::Close;
+        };
         let number = match self.group_ref(raw).await {
             Ok(Some(n)) => n,
             Ok(None) => return self.reply_error(ErrorCode::InvalidGroup, trid),
@@ -368,7 +495,13 @@ impl NsConnection {
             Err(flow) => return flow,
         };
         let line = if self.dialect.uses_guids() {
-            format!("RMG {trid} 1 {}", outcome.group.map(|g| g.guid).unwrap_or_else(|| raw.to_string()))
+            format!(
+                "RMG {trid} 1 {}",
+                outcome
+                    .group
+                    .map(|g| g.guid)
+                    .unwrap_or_else(|| raw.to_string())
+            )
         } else {
             format!("RMG {trid} {} {number}", outcome.version)
         };
@@ -377,7 +510,9 @@ impl NsConnection {
     }
 
     pub(super) async fn reg(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(raw_group), Some(raw_name)) = (cmd.arg(1), cmd.arg(2)) else { return Flow::Close };
+        let (Some(raw_group), Some(raw_name)) = (cmd.arg(1), cmd.arg(2)) else {
+            return Flow::Close;
+        };
         let name = decoded(raw_name);
         if name.is_empty() {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
@@ -390,7 +525,16 @@ impl NsConnection {
             Ok(None) => return self.reply_error(ErrorCode::InvalidGroup, trid),
             Err(flow) => return flow,
         };
-        let outcome = match self.edit(trid, RosterEdit::RenameGroup { number, name: name.clone() }).await {
+        let outcome = match self
+            .edit(
+                trid,
+                RosterEdit::RenameGroup {
+                    number,
+                    name: name.clone(),
+                },
+            )
+            .await
+        {
             Ok(o) => o,
             Err(flow) => return flow,
         };
@@ -398,7 +542,11 @@ impl NsConnection {
             let guid = outcome.group.map(|g| g.guid).unwrap_or_default();
             format!("REG {trid} 1 {} {guid} 0", encoded(&name))
         } else {
-            format!("REG {trid} {} {number} {} 0", outcome.version, encoded(&name))
+            format!(
+                "REG {trid} {} {number} {} 0",
+                outcome.version,
+                encoded(&name)
+            )
         };
         self.conn.send_line(&line);
         Flow::Continue
@@ -406,7 +554,9 @@ impl NsConnection {
 
     /// REA (MSNP2–9): renames the user (own handle) or a contact's stored name.
     pub(super) async fn rea(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(raw_handle), Some(raw_name)) = (cmd.arg(1), cmd.arg(2)) else { return Flow::Close };
+        let (Some(raw_handle), Some(raw_name)) = (cmd.arg(1), cmd.arg(2)) else {
+            return Flow::Close;
+        };
         if raw_name.len() > MAX_NAME_ENCODED {
             return Flow::Close;
         }
@@ -414,39 +564,63 @@ impl NsConnection {
         let Some(handle) = handle::normalize(raw_handle) else {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
         };
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
         let version = if *session.handle == *handle {
             match self.set_own_name(trid, &name).await {
                 Ok(v) => v,
                 Err(flow) => return flow,
             }
         } else {
-            match self.edit(trid, RosterEdit::SetStoredName { handle: handle.clone(), name: name.clone() }).await {
+            match self
+                .edit(
+                    trid,
+                    RosterEdit::SetStoredName {
+                        handle: handle.clone(),
+                        name: name.clone(),
+                    },
+                )
+                .await
+            {
                 Ok(o) => o.version,
                 Err(flow) => return flow,
             }
         };
-        self.conn.send_line(&format!("REA {trid} {version} {handle} {}", encoded(&name)));
+        self.conn
+            .send_line(&format!("REA {trid} {version} {handle} {}", encoded(&name)));
         Flow::Continue
     }
 
     async fn set_own_name(&mut self, trid: u32, name: &str) -> Result<i64, Flow> {
-        let Some(session) = self.session.clone() else { return Err(Flow::Close) };
+        let Some(session) = self.session.clone() else {
+            return Err(Flow::Close);
+        };
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(self.reply_error(ErrorCode::InvalidFriendlyName, trid));
         }
         if !self.rate.allow() {
             return Err(self.reply_error(ErrorCode::RateLimited, trid));
         }
-        self.ctx.hub.set_friendly_name(&session, name).await.map_err(|e| {
-            tracing::error!(user = %session.handle, error = %e, "rename failed");
-            self.reply_error(ErrorCode::DatabaseError, trid)
-        })
+        self.ctx
+            .hub
+            .set_friendly_name(&session, name)
+            .await
+            .map_err(|e| {
+                tracing::error!(user = %session.handle, error = %e, "rename failed");
+                self.reply_error(ErrorCode::DatabaseError, trid)
+            })
     }
 
     /// PRP: own phone properties (MSNP5+) and friendly name (`MFN`, MSNP10+).
     pub(super) async fn prp(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(key) = cmd.arg(1) else { return Flow::Close };
+        // PRP arrived with MSNP5: to older dialects it is an unknown command.
+        if !self.dialect.has_phone_properties() {
+            return Flow::Close;
+        }
+        let Some(key) = cmd.arg(1) else {
+            return Flow::Close;
+        };
         let raw_value = cmd.arg(2).unwrap_or("");
         if key == "MFN" {
             if !self.dialect.uses_guids() {
@@ -459,22 +633,30 @@ impl NsConnection {
             if let Err(flow) = self.set_own_name(trid, &name).await {
                 return flow;
             }
-            self.conn.send_line(&format!("PRP {trid} MFN {}", encoded(&name)));
+            self.conn
+                .send_line(&format!("PRP {trid} MFN {}", encoded(&name)));
             return Flow::Continue;
         }
-        if !self.dialect.has_phone_properties() || !PHONE_KEYS.contains(&key) {
+        if !PHONE_KEYS.contains(&key) {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
         }
         let value = decoded(raw_value);
         if value.chars().count() > MAX_PROPERTY_LEN {
             return Flow::Close;
         }
-        let edit = RosterEdit::SetProperty { name: key.to_string(), value: Some(value.clone()).filter(|v| !v.is_empty()) };
+        let edit = RosterEdit::SetProperty {
+            name: key.to_string(),
+            value: Some(value.clone()).filter(|v| !v.is_empty()),
+        };
         let outcome = match self.edit(trid, edit).await {
             Ok(o) => o,
             Err(flow) => return flow,
         };
-        let shown = if value.is_empty() { String::new() } else { format!(" {}", encoded(&value)) };
+        let shown = if value.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", encoded(&value))
+        };
         let line = if self.dialect.uses_guids() {
             format!("PRP {trid} {key}{shown}")
         } else {
@@ -486,11 +668,22 @@ impl NsConnection {
 
     /// SBP (MSNP10–12): a contact's properties; `MFN` is its stored name.
     pub(super) async fn sbp(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(guid), Some(key)) = (cmd.arg(1), cmd.arg(2)) else { return Flow::Close };
+        let (Some(guid), Some(key)) = (cmd.arg(1), cmd.arg(2)) else {
+            return Flow::Close;
+        };
         let raw_value = cmd.arg(3).unwrap_or("");
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
         let guid_s = guid.to_string();
-        let handle = match self.ctx.hub.with_roster(&session, move |r| r.contact_by_guid(&guid_s).map(|c| c.handle.clone())).await {
+        let handle = match self
+            .ctx
+            .hub
+            .with_roster(&session, move |r| {
+                r.contact_by_guid(&guid_s).map(|c| c.handle.clone())
+            })
+            .await
+        {
             Ok(Some(h)) => h,
             Ok(None) => return self.reply_error(ErrorCode::InvalidUsername, trid),
             Err(_) => return self.reply_error(ErrorCode::DatabaseError, trid),
@@ -499,12 +692,16 @@ impl NsConnection {
             if raw_value.len() > MAX_NAME_ENCODED {
                 return Flow::Close;
             }
-            let edit = RosterEdit::SetStoredName { handle, name: decoded(raw_value) };
+            let edit = RosterEdit::SetStoredName {
+                handle,
+                name: decoded(raw_value),
+            };
             if let Err(flow) = self.edit(trid, edit).await {
                 return flow;
             }
         }
-        self.conn.send_line(&format!("SBP {trid} {guid} {key} {raw_value}"));
+        self.conn
+            .send_line(&format!("SBP {trid} {guid} {key} {raw_value}"));
         Flow::Continue
     }
 
@@ -519,7 +716,11 @@ impl NsConnection {
             Err(flow) => return flow,
         };
         let code = privacy.as_stored();
-        let line = if self.dialect.uses_guids() { format!("BLP {trid} {code}") } else { format!("BLP {trid} {} {code}", outcome.version) };
+        let line = if self.dialect.uses_guids() {
+            format!("BLP {trid} {code}")
+        } else {
+            format!("BLP {trid} {} {code}", outcome.version)
+        };
         self.conn.send_line(&line);
         Flow::Continue
     }
@@ -535,7 +736,11 @@ impl NsConnection {
             Err(flow) => return flow,
         };
         let code = if auto_allow { "N" } else { "A" };
-        let line = if self.dialect.uses_guids() { format!("GTC {trid} {code}") } else { format!("GTC {trid} {} {code}", outcome.version) };
+        let line = if self.dialect.uses_guids() {
+            format!("GTC {trid} {code}")
+        } else {
+            format!("GTC {trid} {} {code}", outcome.version)
+        };
         self.conn.send_line(&line);
         Flow::Continue
     }
@@ -544,13 +749,27 @@ impl NsConnection {
 /// The `SYN` reply in `dialect`: the short form when the client's cached
 /// version is current (MSNP2–9), else the whole list. `phones` holds the
 /// phone data each forward contact lets the user see (`BPR` lines, MSNP5+).
-pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option<i64>, phones: &BTreeMap<String, Vec<(String, String)>>) -> Vec<String> {
+pub(crate) fn syn_dump(
+    r: &Roster,
+    d: Dialect,
+    trid: u32,
+    client_version: Option<i64>,
+    phones: &BTreeMap<String, Vec<(String, String)>>,
+) -> Vec<String> {
     let mut out = Vec::new();
     let gtc = if r.auto_allow { "N" } else { "A" };
     let blp = r.privacy.as_stored();
     let v = r.version;
     let groups_of = |c: &crate::core::roster::Contact| -> String {
-        if c.groups.is_empty() { "0".into() } else { c.groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",") }
+        if c.groups.is_empty() {
+            "0".into()
+        } else {
+            c.groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
     };
     // P8+: `BPR key value` lines right after the contact's `LST` line.
     let short_bpr = |out: &mut Vec<String>, c: &crate::core::roster::Contact| {
@@ -562,7 +781,11 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
     };
     if d.uses_guids() {
         let ts = version_timestamp(v);
-        out.push(format!("SYN {trid} {ts} {ts} {} {}", r.contacts.len(), r.groups.len()));
+        out.push(format!(
+            "SYN {trid} {ts} {ts} {} {}",
+            r.contacts.len(),
+            r.groups.len()
+        ));
         out.push(format!("GTC {gtc}"));
         out.push(format!("BLP {blp}"));
         out.push(format!("PRP MFN {}", encoded(&r.friendly_name)));
@@ -582,7 +805,12 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
                 line.push_str(" 1");
             }
             // Group 0 (an MSNP7–9 notion) has no GUID and is left out.
-            let guids: Vec<&str> = c.groups.iter().filter_map(|n| r.groups.get(n)).map(|g| g.guid.as_str()).collect();
+            let guids: Vec<&str> = c
+                .groups
+                .iter()
+                .filter_map(|n| r.groups.get(n))
+                .map(|g| g.guid.as_str())
+                .collect();
             if c.lists & FORWARD != 0 && !guids.is_empty() {
                 line.push_str(&format!(" {}", guids.join(",")));
             }
@@ -596,7 +824,11 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
         return out;
     }
     if d.has_capabilities() {
-        out.push(format!("SYN {trid} {v} {} {}", r.contacts.len(), r.groups.len() + 1));
+        out.push(format!(
+            "SYN {trid} {v} {} {}",
+            r.contacts.len(),
+            r.groups.len() + 1
+        ));
         out.push(format!("GTC {gtc}"));
         out.push(format!("BLP {blp}"));
         for (key, value) in &r.properties {
@@ -628,7 +860,12 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
         let total = r.groups.len() + 1;
         out.push(format!("LSG {trid} {v} 1 {total} 0 Other%20Contacts 0"));
         for (i, g) in r.groups.values().enumerate() {
-            out.push(format!("LSG {trid} {v} {} {total} {} {} 0", i + 2, g.number, encoded(&g.name)));
+            out.push(format!(
+                "LSG {trid} {v} {} {total} {} {} 0",
+                i + 2,
+                g.number,
+                encoded(&g.name)
+            ));
         }
     }
     for list in [List::Forward, List::Allow, List::Block, List::Reverse] {
@@ -640,7 +877,12 @@ pub(crate) fn syn_dump(r: &Roster, d: Dialect, trid: u32, client_version: Option
         }
         let total = members.len();
         for (i, c) in members.into_iter().enumerate() {
-            let mut line = format!("LST {trid} {code} {v} {} {total} {} {}", i + 1, c.handle, encoded(&c.stored_name));
+            let mut line = format!(
+                "LST {trid} {code} {v} {} {total} {} {}",
+                i + 1,
+                c.handle,
+                encoded(&c.stored_name)
+            );
             if list == List::Forward && d.has_groups() {
                 line.push_str(&format!(" {}", groups_of(c)));
             }

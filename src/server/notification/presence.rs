@@ -40,15 +40,21 @@ pub(crate) fn status_code(status: Status) -> &'static str {
 
 /// `status handle name [caps] [msnobj]` as `ILN`/`NLN` carry it in `dialect`.
 pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
-    let mut line = format!("{} {} {}", status_code(p.status), p.handle, encoded(&p.friendly_name));
+    let mut line = format!(
+        "{} {} {}",
+        status_code(p.status),
+        p.handle,
+        encoded(&p.friendly_name)
+    );
     if dialect.has_capabilities() {
         line.push_str(&format!(" {}", p.capabilities));
     }
     if dialect.has_msn_objects()
-        && let Some(avatar) = p.avatar.as_deref().filter(|a| !a.is_empty()) {
-            line.push(' ');
-            line.push_str(&encoded(avatar));
-        }
+        && let Some(avatar) = p.avatar.as_deref().filter(|a| !a.is_empty())
+    {
+        line.push(' ');
+        line.push_str(&encoded(avatar));
+    }
     line
 }
 
@@ -80,7 +86,9 @@ fn xml_unescape(text: &str) -> Option<String> {
             "gt" => '>',
             "quot" => '"',
             "apos" => '\'',
-            e if e.starts_with("#x") || e.starts_with("#X") => char::from_u32(u32::from_str_radix(&e[2..], 16).ok()?)?,
+            e if e.starts_with("#x") || e.starts_with("#X") => {
+                char::from_u32(u32::from_str_radix(&e[2..], 16).ok()?)?
+            }
             e if e.starts_with('#') => char::from_u32(e[1..].parse().ok()?)?,
             _ => return None,
         };
@@ -93,7 +101,10 @@ fn xml_unescape(text: &str) -> Option<String> {
 
 /// The `UUX`/`UBX` document for a personal message.
 pub(crate) fn personal_message_xml(text: &str) -> String {
-    format!("<Data><PSM>{}</PSM><CurrentMedia></CurrentMedia></Data>", xml_escape(text))
+    format!(
+        "<Data><PSM>{}</PSM><CurrentMedia></CurrentMedia></Data>",
+        xml_escape(text)
+    )
 }
 
 /// Extracts the text of `<PSM>` from a `UUX` payload; `None` if malformed.
@@ -119,8 +130,12 @@ pub(crate) fn parse_personal_message(payload: &[u8]) -> Option<String> {
 
 impl NsConnection {
     pub(super) async fn chg(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(session) = self.session.clone() else { return Flow::Close };
-        let Some(code) = cmd.arg(1) else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
+        let Some(code) = cmd.arg(1) else {
+            return Flow::Close;
+        };
         let Some(status) = status_from_code(code) else {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
         };
@@ -135,15 +150,30 @@ impl NsConnection {
         } else {
             0
         };
-        let avatar_raw = if self.dialect.has_msn_objects() { cmd.arg(3).filter(|o| *o != "0") } else { None };
+        let avatar_raw = if self.dialect.has_msn_objects() {
+            cmd.arg(3).filter(|o| *o != "0")
+        } else {
+            None
+        };
         let current = session.presence();
-        let changes_something = current.status != status || current.capabilities != capabilities
+        let changes_something = current.status != status
+            || current.capabilities != capabilities
             || current.avatar.as_deref() != avatar_raw.map(decoded).as_deref();
         if changes_something && self.presence_started && !self.rate.allow() {
             return self.reply_error(ErrorCode::RateLimited, trid);
         }
+        // Presence queued before the first CHG is superseded by the ILN burst:
+        // drop it now, so it is not rendered after the burst in this wake-up.
+        if !self.presence_started && self.render_events() == Flow::Close {
+            return Flow::Close;
+        }
         let avatar: Option<Arc<str>> = avatar_raw.map(|raw| decoded(raw).into());
-        if let Err(e) = self.ctx.hub.set_presence(&session, status, capabilities, avatar).await {
+        if let Err(e) = self
+            .ctx
+            .hub
+            .set_presence(&session, status, capabilities, avatar)
+            .await
+        {
             tracing::error!(user = %session.handle, error = %e, "status change failed");
             return self.reply_error(ErrorCode::InternalError, trid);
         }
@@ -161,11 +191,16 @@ impl NsConnection {
             match self.ctx.hub.initial_presence(&session).await {
                 Ok(contacts) => {
                     for p in contacts {
-                        self.conn.send_line(&format!("ILN {trid} {}", presence_fields(&p, self.dialect)));
-                        self.send_personal_message(&p);
+                        self.conn.send_line(&format!(
+                            "ILN {trid} {}",
+                            presence_fields(&p, self.dialect)
+                        ));
+                        self.send_personal_message(&p, false);
                     }
                 }
-                Err(e) => tracing::error!(user = %session.handle, error = %e, "initial presence failed"),
+                Err(e) => {
+                    tracing::error!(user = %session.handle, error = %e, "initial presence failed")
+                }
             }
             if self.ctx.config.msn.challenges && self.dialect.has_challenges() {
                 let challenge = msnp::auth::new_challenge(rand::random::<u64>());
@@ -176,15 +211,20 @@ impl NsConnection {
         Flow::Continue
     }
 
-    fn send_personal_message(&mut self, p: &Presence) {
-        if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
+    /// `UBX` for a contact. An empty message is sent only as a change (it
+    /// clears the old one); an `ILN` is followed only by a message that exists.
+    fn send_personal_message(&mut self, p: &Presence, changed: bool) {
+        if self.dialect.has_personal_message() && (changed || !p.personal_message.is_empty()) {
             let xml = personal_message_xml(&p.personal_message);
-            self.conn.send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
+            self.conn
+                .send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
         }
     }
 
     pub(super) async fn uux(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
         let payload = cmd.payload.clone().unwrap_or_default();
         let Some(text) = parse_personal_message(&payload) else {
             tracing::info!(peer = %self.conn.peer, "closing: malformed UUX document");
@@ -205,7 +245,9 @@ impl NsConnection {
         let product = cmd.arg(1).unwrap_or("");
         let answer = cmd.payload.clone().unwrap_or_default();
         let ok = match self.challenge.take() {
-            Some((challenge, _)) => msnp::auth::verify_qry(&challenge, product, &answer, self.dialect.number()),
+            Some((challenge, _)) => {
+                msnp::auth::verify_qry(&challenge, product, &answer, self.dialect.number())
+            }
             None => false,
         };
         if ok {
@@ -220,7 +262,9 @@ impl NsConnection {
 
     /// Renders every queued hub event. Returns `Close` when the session must end.
     pub(super) fn render_events(&mut self) -> Flow {
-        let Some(session) = self.session.clone() else { return Flow::Continue };
+        let Some(session) = self.session.clone() else {
+            return Flow::Continue;
+        };
         if session.outbox.has_overflowed() {
             tracing::warn!(user = %session.handle, queued = session.outbox.len(),
                 "closing: client is not reading its notifications");
@@ -232,29 +276,49 @@ impl NsConnection {
         for event in events {
             match event {
                 SessionEvent::ContactPresence(p) if self.presence_started => {
-                    self.conn.send_line(&format!("NLN {}", presence_fields(&p, d)));
+                    self.conn
+                        .send_line(&format!("NLN {}", presence_fields(&p, d)));
                 }
-                SessionEvent::ContactPersonalMessage(p) if self.presence_started => self.send_personal_message(&p),
+                SessionEvent::ContactPersonalMessage(p) if self.presence_started => {
+                    self.send_personal_message(&p, true)
+                }
                 SessionEvent::ContactOffline(handle) if self.presence_started => {
                     self.conn.send_line(&format!("FLN {handle}"));
                 }
-                SessionEvent::AddedBy { handle, friendly_name, list_version } if self.synced => {
+                SessionEvent::AddedBy {
+                    handle,
+                    friendly_name,
+                    list_version,
+                } if self.synced => {
                     let line = if d.uses_guids() {
                         format!("ADC 0 RL N={handle} F={}", encoded(&friendly_name))
                     } else {
-                        format!("ADD 0 RL {list_version} {handle} {}", encoded(&friendly_name))
+                        format!(
+                            "ADD 0 RL {list_version} {handle} {}",
+                            encoded(&friendly_name)
+                        )
                     };
                     self.conn.send_line(&line);
                 }
-                SessionEvent::RemovedBy { handle, list_version } if self.synced => {
-                    let line = if d.uses_guids() { format!("REM 0 RL {handle}") } else { format!("REM 0 RL {list_version} {handle}") };
+                SessionEvent::RemovedBy {
+                    handle,
+                    list_version,
+                } if self.synced => {
+                    let line = if d.uses_guids() {
+                        format!("REM 0 RL {handle}")
+                    } else {
+                        format!("REM 0 RL {list_version} {handle}")
+                    };
                     self.conn.send_line(&line);
                 }
                 SessionEvent::Invited(inv) => {
                     let address = self.ctx.config.switchboard_address();
                     self.conn.send_line(&format!(
                         "RNG {} {address} CKI {} {} {}",
-                        inv.conversation_id, inv.cookie, inv.inviter_handle, encoded(&inv.inviter_name)
+                        inv.conversation_id,
+                        inv.cookie,
+                        inv.inviter_handle,
+                        encoded(&inv.inviter_name)
                     ));
                 }
                 SessionEvent::Disconnect(reason) => {
@@ -282,11 +346,21 @@ mod tests {
     #[test]
     fn personal_message_round_trip() {
         let xml = personal_message_xml("fish & <chips> ✓");
-        assert_eq!(parse_personal_message(xml.as_bytes()).as_deref(), Some("fish & <chips> ✓"));
-        assert_eq!(parse_personal_message(b"<Data><PSM></PSM><CurrentMedia></CurrentMedia></Data>").as_deref(), Some(""));
+        assert_eq!(
+            parse_personal_message(xml.as_bytes()).as_deref(),
+            Some("fish & <chips> ✓")
+        );
+        assert_eq!(
+            parse_personal_message(b"<Data><PSM></PSM><CurrentMedia></CurrentMedia></Data>")
+                .as_deref(),
+            Some("")
+        );
         assert_eq!(parse_personal_message(b"").as_deref(), Some(""));
         assert_eq!(parse_personal_message(b"<Data><PSM>oops</Data>"), None);
         assert_eq!(parse_personal_message(b"not xml"), None);
-        assert_eq!(parse_personal_message(b"<Data><PSM>&bogus;</PSM></Data>"), None);
+        assert_eq!(
+            parse_personal_message(b"<Data><PSM>&bogus;</PSM></Data>"),
+            None
+        );
     }
 }

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 
 const PASSWORD: &str = "bench-password-1";
 /// Upper bound for any single reply during setup.
@@ -827,8 +827,10 @@ struct SbResult {
 enum Pace {
     /// Keep this many messages in flight per switchboard.
     Window(usize),
-    /// One message every this many nanoseconds per switchboard.
-    Interval(u64),
+    /// This many messages per second in all, released round-robin to the
+    /// senders by a pacing thread every 200 µs (tokio timers tick per ms,
+    /// which would send in bursts).
+    Rate(u64),
 }
 
 /// Runs traffic over the pairs for `warmup + seconds`; latency and counts
@@ -845,23 +847,32 @@ where
     let mut receivers = Vec::new();
     let mut senders = Vec::new();
     let mut keep = Vec::new();
-    let count = pairs.len();
-    for (i, p) in pairs.into_iter().enumerate() {
+    let mut credits = Vec::new();
+    for p in pairs {
         let Pair { a_sb, b_sb, _ns } = p;
         let (a_rd, mut a_wr) = a_sb.stream.into_split();
         let (b_rd, b_wr) = b_sb.stream.into_split();
         keep.push((b_wr, _ns));
-        let credit = match pace {
-            Pace::Window(k) => Some(Arc::new(tokio::sync::Semaphore::new(k))),
-            Pace::Interval(_) => None,
-        };
-        receivers.push(tokio::spawn(receive(b_rd, record_from, stop.clone(), credit.clone())));
+        let credit = Arc::new(tokio::sync::Semaphore::new(match pace {
+            Pace::Window(k) => k,
+            Pace::Rate(_) => 0,
+        }));
+        credits.push(credit.clone());
+        let refill = matches!(pace, Pace::Window(_)).then(|| credit.clone());
+        receivers.push(tokio::spawn(receive(b_rd, record_from, stop.clone(), refill)));
         tokio::spawn(drain_acks(a_rd, naks.clone(), stop.clone()));
         let stop = stop.clone();
         senders.push(tokio::spawn(async move {
             let mut trid = a_sb.trid;
             let mut out = Vec::with_capacity(64 * 1024);
-            let mut send_batch = async |n: usize, out: &mut Vec<u8>, wr: &mut OwnedWriteHalf| -> std::io::Result<()> {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Ok(permit)) = tokio::time::timeout(Duration::from_millis(200), credit.acquire()).await else { continue };
+                permit.forget();
+                let mut n = 1;
+                while let Ok(p) = credit.try_acquire() {
+                    p.forget();
+                    n += 1;
+                }
                 out.clear();
                 let body = message(size, now_ns());
                 for _ in 0..n {
@@ -869,39 +880,29 @@ where
                     out.extend_from_slice(format!("MSG {trid} A {}\r\n", body.len()).as_bytes());
                     out.extend_from_slice(&body);
                 }
-                wr.write_all(out).await
-            };
-            match pace {
-                Pace::Window(_) => {
-                    let credit = credit.unwrap_or_else(|| Arc::new(tokio::sync::Semaphore::new(1)));
-                    while !stop.load(Ordering::Relaxed) {
-                        let Ok(Ok(permit)) = tokio::time::timeout(Duration::from_millis(200), credit.acquire()).await else { continue };
-                        permit.forget();
-                        let mut n = 1;
-                        while let Ok(p) = credit.try_acquire() {
-                            p.forget();
-                            n += 1;
-                        }
-                        if send_batch(n, &mut out, &mut a_wr).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Pace::Interval(every) => {
-                    // Stagger the switchboards evenly over one interval.
-                    let offset = Duration::from_nanos(every * i as u64 / count.max(1) as u64);
-                    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, Duration::from_nanos(every));
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                    while !stop.load(Ordering::Relaxed) {
-                        tick.tick().await;
-                        if send_batch(1, &mut out, &mut a_wr).await.is_err() {
-                            break;
-                        }
-                    }
+                if a_wr.write_all(&out).await.is_err() {
+                    break;
                 }
             }
             a_wr
         }));
+    }
+    if let Pace::Rate(rate) = pace {
+        let (stop, credits) = (stop.clone(), credits.clone());
+        std::thread::Builder::new().name("bench-pacer".into()).spawn(move || {
+            let started = Instant::now();
+            let mut released = 0u64;
+            let mut next = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                while released < due {
+                    credits[next].add_permits(1);
+                    next = (next + 1) % credits.len();
+                    released += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })?;
     }
     tokio::time::sleep(warmup).await;
     let measured_from = Instant::now();
@@ -942,8 +943,7 @@ async fn scenario_rate(args: &Args, target: &Target, report: &mut Report) -> any
     let s = args.rate_switchboards;
     println!("== Fixed rate: {} msgs/s over {s} switchboards, {} s", args.rate, args.seconds);
     let pairs = make_pairs(target, "rate", s, args.challenges).await?;
-    let every = 1_000_000_000u64 * s as u64 / args.rate.max(1);
-    let (mut r, _) = run_switchboards(pairs, Pace::Interval(every), args.size, args.seconds as f64, async { Ok(()) }).await?;
+    let (mut r, _) = run_switchboards(pairs, Pace::Rate(args.rate), args.size, args.seconds as f64, async { Ok(()) }).await?;
     let achieved = r.delivered as f64 / r.seconds;
     report.add("rate", &format!("achieved msgs/s (asked {})", args.rate), format!("{achieved:.0}"), "", None);
     report.add("rate", "delivery p50", ms(r.samples.pct(0.50)), "", None);
@@ -958,9 +958,8 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
     println!("== Storm: {} Passport sign-ins while {s} switchboards carry {} msgs/s", args.storm, args.storm_rate);
     let stormers = create_users(target, "storm", args.storm, true).await?;
     let pairs = make_pairs(target, "calm", s, args.challenges).await?;
-    let every = 1_000_000_000u64 * s as u64 / args.storm_rate.max(1);
     // Baseline.
-    let (mut base, _) = run_switchboards(pairs, Pace::Interval(every), args.size, 3.0, async { Ok(()) }).await?;
+    let (mut base, _) = run_switchboards(pairs, Pace::Rate(args.storm_rate), args.size, 3.0, async { Ok(()) }).await?;
     let pairs = make_pairs(target, "calm2", s, args.challenges).await?;
     let (ns, http) = (target.ns, target.http);
     let storm_stats = Arc::new(parking_lot::Mutex::new((0usize, 0usize, 0f64)));
@@ -989,7 +988,7 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
         *stats.lock() = (ok, failed, started.elapsed().as_secs_f64());
         anyhow::Ok(())
     };
-    let (mut during, _) = run_switchboards(pairs, Pace::Interval(every), args.size, 0.0, storm).await?;
+    let (mut during, _) = run_switchboards(pairs, Pace::Rate(args.storm_rate), args.size, 0.0, storm).await?;
     let (ok, failed, secs) = *storm_stats.lock();
     report.add("storm", "switchboard p99 before the storm", ms(base.samples.pct(0.99)), "", None);
     let p99 = during.samples.pct(0.99);

@@ -25,8 +25,13 @@ fn irc_addr() -> Option<SocketAddr> {
     match std::env::var("MSNGATE_TEST_IRC_ADDR") {
         Ok(a) => Some(a.parse().expect("MSNGATE_TEST_IRC_ADDR is host:port")),
         Err(_) => {
-            assert!(std::env::var("CI").is_err(), "CI must provide an IRC server (scripts/test.sh starts ngircd)");
-            eprintln!("MSNGATE_TEST_IRC_ADDR not set: IRC bridge test not run (run scripts/test.sh)");
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must provide an IRC server (scripts/test.sh starts ngircd)"
+            );
+            eprintln!(
+                "MSNGATE_TEST_IRC_ADDR not set: IRC bridge test not run (run scripts/test.sh)"
+            );
             None
         }
     }
@@ -68,19 +73,38 @@ fn network(addr: SocketAddr, edit: impl FnOnce(&mut IrcNetworkConfig)) -> IrcCon
 
 impl Fixture {
     async fn start(config: IrcConfig) -> Fixture {
-        let server = start().await;
+        // A permissive server: third-party clients send text longer than
+        // the 1664 bytes official ones are limited to.
+        let server = start_with(|c| c.msn.max_message_bytes = 8192).await;
         let (stop, rx) = tokio::sync::watch::channel(false);
-        let bridge = irc::start_with(&config, fast(), server.running.hub.clone(), server.running.metrics.clone(), rx).await.expect("bridge starts");
+        let bridge = irc::start_with(
+            &config,
+            fast(),
+            server.running.hub.clone(),
+            server.running.metrics.clone(),
+            rx,
+        )
+        .await
+        .expect("bridge starts");
         assert!(bridge.is_ready());
-        Fixture { server, bridge, stop }
+        Fixture {
+            server,
+            bridge,
+            stop,
+        }
     }
 
     /// Creates the account, signs in (MSNP11) and goes online.
     async fn msn(&self, handle: &str) -> Client {
-        self.server.add_user(handle, PW, handle.split('@').next().unwrap()).await;
+        self.server
+            .add_user(handle, PW, handle.split('@').next().unwrap())
+            .await;
         let mut c = sign_in(&self.server, 11, handle, PW).await;
+        // As real clients do: the list first (reverse-list notices need it), then online.
+        c.send("SYN 3 0 0").await;
         c.send("CHG 5 NLN 0").await;
-        c.expect("CHG 5 NLN 0").await;
+        ns_expect(&mut c, "CHG echo", |l| l == "CHG 5 NLN 0").await;
+        c.trid = 5;
         c
     }
 }
@@ -102,15 +126,27 @@ impl Irc {
     async fn connect(addr: SocketAddr, nick: &str) -> Irc {
         let s = TcpStream::connect(addr).await.expect("connect to IRC");
         let (r, w) = s.into_split();
-        let mut irc = Irc { r: BufReader::new(r), w, nick: nick.into() };
+        let mut irc = Irc {
+            r: BufReader::new(r),
+            w,
+            nick: nick.into(),
+        };
         irc.send(&format!("NICK {nick}")).await;
-        irc.send(&format!("USER {} 0 * :test user", nick.replace(['|', '[', ']'], ""))).await;
-        irc.expect("welcome", |l| l.split(' ').nth(1) == Some("001")).await;
+        irc.send(&format!(
+            "USER {} 0 * :test user",
+            nick.replace(['|', '[', ']'], "")
+        ))
+        .await;
+        irc.expect("welcome", |l| l.split(' ').nth(1) == Some("001"))
+            .await;
         irc
     }
 
     async fn send(&mut self, line: &str) {
-        self.w.write_all(format!("{line}\r\n").as_bytes()).await.expect("IRC write");
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("IRC write");
     }
 
     /// The next line (PINGs answered), `None` on timeout.
@@ -150,7 +186,11 @@ impl Irc {
     async fn privmsg(&mut self, from: &str, to: &str) -> String {
         let head = format!(":{from}!");
         let cmd = format!(" PRIVMSG {to} :");
-        let line = self.expect(&format!("PRIVMSG from {from} to {to}"), |l| l.starts_with(&head) && l.contains(&cmd)).await;
+        let line = self
+            .expect(&format!("PRIVMSG from {from} to {to}"), |l| {
+                l.starts_with(&head) && l.contains(&cmd)
+            })
+            .await;
         let text = line.split_once(&cmd).unwrap().1.to_string();
         assert!(line.len() + 2 <= 512, "line over 512 bytes: {}", line.len());
         text
@@ -160,8 +200,15 @@ impl Irc {
     async fn wait_for(&mut self, nick: &str) {
         for _ in 0..100 {
             self.send(&format!("ISON {nick}")).await;
-            let l = self.expect("ISON reply", |l| l.split(' ').nth(1) == Some("303")).await;
-            if l.rsplit(':').next().unwrap_or("").split(' ').any(|n| n.eq_ignore_ascii_case(nick)) {
+            let l = self
+                .expect("ISON reply", |l| l.split(' ').nth(1) == Some("303"))
+                .await;
+            if l.rsplit(':')
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .any(|n| n.eq_ignore_ascii_case(nick))
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -178,7 +225,11 @@ fn msg_text(cmd: &msnp::codec::Command) -> String {
 }
 
 /// Waits for an NS line satisfying `pred`.
-async fn ns_expect(c: &mut Client, what: &str, pred: impl Fn(&str) -> bool) -> msnp::codec::Command {
+async fn ns_expect(
+    c: &mut Client,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> msnp::codec::Command {
     let mut seen = Vec::new();
     loop {
         match c.recv_within(TIMEOUT).await {
@@ -192,8 +243,15 @@ async fn ns_expect(c: &mut Client, what: &str, pred: impl Fn(&str) -> bool) -> m
 
 /// Answers the next `RNG` from `from`: the switchboard client after `ANS OK`.
 async fn answer_ring(ns: &mut Client, me: &str, from: &str) -> Client {
-    let rng = ns_expect(ns, &format!("RNG from {from}"), |l| l.starts_with("RNG ") && l.contains(&format!(" {from} "))).await;
-    let (session, addr, cookie) = (rng.args[0].clone(), rng.args[1].clone(), rng.args[3].clone());
+    let rng = ns_expect(ns, &format!("RNG from {from}"), |l| {
+        l.starts_with("RNG ") && l.contains(&format!(" {from} "))
+    })
+    .await;
+    let (session, addr, cookie) = (
+        rng.args[0].clone(),
+        rng.args[1].clone(),
+        rng.args[3].clone(),
+    );
     let mut sb = Client::connect(addr.parse().unwrap()).await;
     sb.send(&format!("ANS 1 {me} {cookie} {session}")).await;
     let iro = sb.recv().await;
@@ -207,7 +265,12 @@ async fn answer_ring(ns: &mut Client, me: &str, from: &str) -> Client {
 async fn sb_text(sb: &mut Client, from: &str) -> String {
     loop {
         let cmd = sb.recv().await;
-        if cmd.name == "MSG" && cmd.payload.as_ref().is_some_and(|p| msnp::mime::classify(p) == msnp::mime::PayloadKind::Text) {
+        if cmd.name == "MSG"
+            && cmd
+                .payload
+                .as_ref()
+                .is_some_and(|p| msnp::mime::classify(p) == msnp::mime::PayloadKind::Text)
+        {
             assert_eq!(cmd.args[0], from, "sender");
             return msg_text(&cmd);
         }
@@ -215,7 +278,11 @@ async fn sb_text(sb: &mut Client, from: &str) -> String {
 }
 
 async fn sb_send(sb: &mut Client, trid: u32, text: &str) {
-    sb.send_payload(&format!("MSG {trid} A"), &msnp::mime::text_message(text, None)).await;
+    sb.send_payload(
+        &format!("MSG {trid} A"),
+        &msnp::mime::text_message(text, None),
+    )
+    .await;
     sb.expect(&format!("ACK {trid}")).await;
 }
 
@@ -238,7 +305,10 @@ async fn call(ns: &mut Client, me: &str, contact: &str) -> Client {
 async fn add_contact(ns: &mut Client, handle: &str) {
     let t = ns.next();
     ns.send(&format!("ADC {t} FL N={handle} F={handle}")).await;
-    ns_expect(ns, "ADC reply", |l| l.starts_with(&format!("ADC {t} FL N={handle}"))).await;
+    ns_expect(ns, "ADC reply", |l| {
+        l.starts_with(&format!("ADC {t} FL N={handle}"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,33 +319,52 @@ async fn direct_messages_both_ways() {
     let mut alice = fx.msn("d-alice@example.com").await;
     bob.wait_for("d-alice|msn").await;
     add_contact(&mut alice, "d_bob@test.irc").await;
-    ns_expect(&mut alice, "bob online", |l| l.contains("NLN d_bob@test.irc d_bob ")).await;
+    ns_expect(&mut alice, "bob online", |l| {
+        l.contains("NLN d_bob@test.irc d_bob ")
+    })
+    .await;
 
     // IRC → MSN opens a chat; colour and bold codes are stripped.
-    bob.send("PRIVMSG d-alice|msn :hello \x02from\x02 \x0304,01irc\x03").await;
+    bob.send("PRIVMSG d-alice|msn :hello \x02from\x02 \x0304,01irc\x03")
+        .await;
     let mut sb = answer_ring(&mut alice, "d-alice@example.com", "d_bob@test.irc").await;
     assert_eq!(sb_text(&mut sb, "d_bob@test.irc").await, "hello from irc");
     // MSN → IRC in the same chat, plain and as an emote both ways.
     sb_send(&mut sb, 2, "hi bob").await;
     assert_eq!(bob.privmsg("d-alice|msn", "d_bob").await, "hi bob");
     sb_send(&mut sb, 3, "/me waves").await;
-    assert_eq!(bob.privmsg("d-alice|msn", "d_bob").await, "\x01ACTION waves\x01");
+    assert_eq!(
+        bob.privmsg("d-alice|msn", "d_bob").await,
+        "\x01ACTION waves\x01"
+    );
     bob.send("PRIVMSG d-alice|msn :\x01ACTION dances\x01").await;
     assert_eq!(sb_text(&mut sb, "d_bob@test.irc").await, "* d_bob dances");
     // Bold in the MSN font becomes IRC bold.
-    let bold = msnp::mime::ImFormat { bold: true, ..Default::default() };
-    sb.send_payload("MSG 4 A", &msnp::mime::text_message("strong", Some(&bold))).await;
+    let bold = msnp::mime::ImFormat {
+        bold: true,
+        ..Default::default()
+    };
+    sb.send_payload("MSG 4 A", &msnp::mime::text_message("strong", Some(&bold)))
+        .await;
     sb.expect("ACK 4").await;
     assert_eq!(bob.privmsg("d-alice|msn", "d_bob").await, "\x02strong");
     // CTCP VERSION is answered.
     bob.send("PRIVMSG d-alice|msn :\x01VERSION\x01").await;
-    let v = bob.expect("VERSION reply", |l| l.contains("NOTICE d_bob :\x01VERSION msngate")).await;
+    let v = bob
+        .expect("VERSION reply", |l| {
+            l.contains("NOTICE d_bob :\x01VERSION msngate")
+        })
+        .await;
     assert!(v.starts_with(":d-alice|msn!"));
     // A file transfer cannot go to IRC: the MSN user is told.
     let invite = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\nApplication-Name: File Transfer\r\nInvitation-Command: INVITE\r\n\r\n";
     sb.send_payload("MSG 5 A", invite).await;
     sb.expect("ACK 5").await;
-    assert!(sb_text(&mut sb, "d_bob@test.irc").await.starts_with("[msngate] Cannot send file transfers"));
+    assert!(
+        sb_text(&mut sb, "d_bob@test.irc")
+            .await
+            .starts_with("[msngate] Cannot send file transfers")
+    );
 
     // The MSN user starts a chat (CAL) in a new switchboard.
     sb.send("OUT").await;
@@ -284,7 +373,10 @@ async fn direct_messages_both_ways() {
     assert_eq!(bob.privmsg("d-alice|msn", "d_bob").await, "second window");
     bob.send("PRIVMSG d-alice|msn :got it").await;
     assert_eq!(sb_text(&mut sb2, "d_bob@test.irc").await, "got it");
-    assert!(fx.bridge.flush(Duration::from_secs(5)).await, "queue drained");
+    assert!(
+        fx.bridge.flush(Duration::from_secs(5)).await,
+        "queue drained"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,23 +389,41 @@ async fn presence_away_and_nick_change() {
 
     // Bob comes online: ISON polling sees him.
     let mut bob = Irc::connect(addr, "p_bob").await;
-    ns_expect(&mut alice, "NLN for bob", |l| l == format!("NLN NLN p_bob@test.irc p_bob {CAPS}")).await;
+    ns_expect(&mut alice, "NLN for bob", |l| {
+        l == format!("NLN NLN p_bob@test.irc p_bob {CAPS}")
+    })
+    .await;
     // Away and back (USERHOST away flags).
     bob.send("AWAY :lunch").await;
-    ns_expect(&mut alice, "AWY for bob", |l| l == format!("NLN AWY p_bob@test.irc p_bob {CAPS}")).await;
+    ns_expect(&mut alice, "AWY for bob", |l| {
+        l == format!("NLN AWY p_bob@test.irc p_bob {CAPS}")
+    })
+    .await;
     bob.send("AWAY").await;
-    ns_expect(&mut alice, "back online", |l| l == format!("NLN NLN p_bob@test.irc p_bob {CAPS}")).await;
+    ns_expect(&mut alice, "back online", |l| {
+        l == format!("NLN NLN p_bob@test.irc p_bob {CAPS}")
+    })
+    .await;
 
     // A nick change seen in a shared channel: the contact follows the person.
     bob.wait_for("p-alice|msn").await;
     bob.send("JOIN #pchan").await;
-    bob.expect("alice's puppet in #pchan", |l| l.contains("353") && l.contains("p-alice|msn")).await;
+    bob.expect("alice's puppet in #pchan", |l| {
+        l.contains("353") && l.contains("p-alice|msn")
+    })
+    .await;
     bob.send("NICK p_bob2").await;
-    ns_expect(&mut alice, "rename", |l| l == format!("NLN NLN p_bob@test.irc p_bob2 {CAPS}")).await;
+    ns_expect(&mut alice, "rename", |l| {
+        l == format!("NLN NLN p_bob@test.irc p_bob2 {CAPS}")
+    })
+    .await;
     bob.nick = "p_bob2".into();
     bob.send("PRIVMSG p-alice|msn :new name, same me").await;
     let mut sb = answer_ring(&mut alice, "p-alice@example.com", "p_bob@test.irc").await;
-    assert_eq!(sb_text(&mut sb, "p_bob@test.irc").await, "new name, same me");
+    assert_eq!(
+        sb_text(&mut sb, "p_bob@test.irc").await,
+        "new name, same me"
+    );
     sb_send(&mut sb, 2, "noted").await;
     assert_eq!(bob.privmsg("p-alice|msn", "p_bob2").await, "noted");
 
@@ -328,20 +438,39 @@ async fn channel_both_ways() {
     let fx = Fixture::start(network(addr, |n| n.channels = vec!["#c-offered".into()])).await;
     let mut alice = fx.msn("c-alice@example.com").await;
     // A configured channel is offered: it puts itself on the reverse list.
-    ns_expect(&mut alice, "offer", |l| l.starts_with("ADC 0 RL N=c-offered.c@test.irc")).await;
+    ns_expect(&mut alice, "offer", |l| {
+        l.starts_with("ADC 0 RL N=c-offered.c@test.irc")
+    })
+    .await;
     add_contact(&mut alice, "c-room.c@test.irc").await;
-    ns_expect(&mut alice, "channel online", |l| l.starts_with("NLN NLN c-room.c@test.irc %23c-room")).await;
+    ns_expect(&mut alice, "channel online", |l| {
+        l.contains(" NLN c-room.c@test.irc %23c-room ")
+    })
+    .await;
 
     let mut carol = Irc::connect(addr, "c_carol").await;
     carol.send("JOIN #c-room").await;
-    carol.expect("alice's puppet in the channel", |l| l.contains(" 353 ") && l.contains("c-alice|msn")).await;
+    carol
+        .expect("alice's puppet in the channel", |l| {
+            l.contains(" 353 ") && l.contains("c-alice|msn")
+        })
+        .await;
     carol.send("PRIVMSG #c-room :hello channel").await;
     let mut sb = answer_ring(&mut alice, "c-alice@example.com", "c-room.c@test.irc").await;
-    assert_eq!(sb_text(&mut sb, "c-room.c@test.irc").await, "c_carol: hello channel");
+    assert_eq!(
+        sb_text(&mut sb, "c-room.c@test.irc").await,
+        "c_carol: hello channel"
+    );
     carol.send("PRIVMSG #c-room :\x01ACTION waves\x01").await;
-    assert_eq!(sb_text(&mut sb, "c-room.c@test.irc").await, "* c_carol waves");
+    assert_eq!(
+        sb_text(&mut sb, "c-room.c@test.irc").await,
+        "* c_carol waves"
+    );
     sb_send(&mut sb, 2, "hello from MSN").await;
-    assert_eq!(carol.privmsg("c-alice|msn", "#c-room").await, "hello from MSN");
+    assert_eq!(
+        carol.privmsg("c-alice|msn", "#c-room").await,
+        "hello from MSN"
+    );
 
     // The MSN user can also start the channel chat.
     sb.send("OUT").await;
@@ -349,7 +478,10 @@ async fn channel_both_ways() {
     sb_send(&mut sb2, 3, "again").await;
     assert_eq!(carol.privmsg("c-alice|msn", "#c-room").await, "again");
     carol.send("PRIVMSG #c-room :seen").await;
-    assert_eq!(sb_text(&mut sb2, "c-room.c@test.irc").await, "c_carol: seen");
+    assert_eq!(
+        sb_text(&mut sb2, "c-room.c@test.irc").await,
+        "c_carol: seen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +499,12 @@ async fn long_message_arrives_whole() {
         text.push_str(&format!("wörd{i} "));
         i += 1;
     }
-    let text: String = text.chars().take(2000).collect::<String>().trim_end().to_string();
+    let text: String = text
+        .chars()
+        .take(2000)
+        .collect::<String>()
+        .trim_end()
+        .to_string();
     assert!(text.chars().count() >= 1999);
     sb_send(&mut sb, 2, &text).await;
     let mut got = Vec::new();
@@ -388,8 +525,14 @@ struct PrivateIrcd {
 
 impl PrivateIrcd {
     fn start() -> Option<PrivateIrcd> {
-        let (Ok(bin), Ok(template)) = (std::env::var("MSNGATE_TEST_NGIRCD_BIN"), std::env::var("MSNGATE_TEST_NGIRCD_CONF")) else {
-            assert!(std::env::var("CI").is_err(), "CI must provide MSNGATE_TEST_NGIRCD_BIN and MSNGATE_TEST_NGIRCD_CONF");
+        let (Ok(bin), Ok(template)) = (
+            std::env::var("MSNGATE_TEST_NGIRCD_BIN"),
+            std::env::var("MSNGATE_TEST_NGIRCD_CONF"),
+        ) else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must provide MSNGATE_TEST_NGIRCD_BIN and MSNGATE_TEST_NGIRCD_CONF"
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -402,14 +545,21 @@ impl PrivateIrcd {
             .lines()
             .map(|l| match l.trim_start() {
                 t if t.starts_with("Ports") => format!("\tPorts = {port}"),
-                t if t.starts_with("PidFile") => format!("\tPidFile = {}/ngircd.pid", dir.path().display()),
+                t if t.starts_with("PidFile") => {
+                    format!("\tPidFile = {}/ngircd.pid", dir.path().display())
+                }
                 _ => l.to_string(),
             })
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(&conf, text).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let mut me = PrivateIrcd { _dir: dir, conf, port, child: None };
+        let mut me = PrivateIrcd {
+            _dir: dir,
+            conf,
+            port,
+            child: None,
+        };
         me.spawn(&bin);
         Some(me)
     }
@@ -424,11 +574,17 @@ impl PrivateIrcd {
         } else {
             std::process::Command::new(bin)
         };
-        cmd.args(["-n", "-f"]).arg(&self.conf).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.args(["-n", "-f"])
+            .arg(&self.conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         self.child = Some(cmd.spawn().expect("start ngircd"));
         let deadline = std::time::Instant::now() + TIMEOUT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "private ngircd did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "private ngircd did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -456,7 +612,9 @@ async fn server_restart_loses_nothing() {
     if irc_addr().is_none() {
         return;
     }
-    let Some(mut ircd) = PrivateIrcd::start() else { return };
+    let Some(mut ircd) = PrivateIrcd::start() else {
+        return;
+    };
     let bin = std::env::var("MSNGATE_TEST_NGIRCD_BIN").unwrap();
     let addr = ircd.addr();
     let fx = Fixture::start(network(addr, |_| {})).await;
@@ -470,7 +628,10 @@ async fn server_restart_loses_nothing() {
     // The IRC server dies mid-conversation; the MSN user keeps writing.
     ircd.kill();
     drop(bob);
-    for (i, t) in ["during one", "during two", "during three"].iter().enumerate() {
+    for (i, t) in ["during one", "during two", "during three"]
+        .iter()
+        .enumerate()
+    {
         sb_send(&mut sb, 3 + i as u32, t).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -483,7 +644,14 @@ async fn server_restart_loses_nothing() {
     bob.send("PRIVMSG r-alice|msn :back again").await;
     assert_eq!(sb_text(&mut sb, "r_bob@test.irc").await, "back again");
     assert!(fx.bridge.flush(Duration::from_secs(5)).await);
-    assert!(fx.server.running.metrics.bridge_reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        fx.server
+            .running
+            .metrics
+            .bridge_reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -497,7 +665,9 @@ async fn messages_wait_for_a_signed_out_user() {
     drop(alice);
     // The connection stays (stay_connected) and is marked away.
     bob.send("PRIVMSG o-alice|msn :are you there?").await;
-    let notice = bob.expect("offline notice", |l| l.contains("NOTICE o_bob :")).await;
+    let notice = bob
+        .expect("offline notice", |l| l.contains("NOTICE o_bob :"))
+        .await;
     assert!(notice.contains("not on MSN right now"), "{notice}");
     let mut alice = sign_in(&fx.server, 11, "o-alice@example.com", PW).await;
     alice.send("CHG 5 NLN 0").await;
@@ -506,23 +676,23 @@ async fn messages_wait_for_a_signed_out_user() {
 }
 
 /// A scripted IRC server for one connection: SASL PLAIN and a nick collision.
-async fn scripted_sasl_server(listener: tokio::net::TcpListener, fail_first: bool) -> (Vec<String>, Vec<String>) {
+async fn scripted_sasl_server(
+    listener: tokio::net::TcpListener,
+    fail_first: bool,
+) -> (Vec<String>, Vec<String>) {
     let (s, _) = listener.accept().await.unwrap();
     let (r, mut w) = s.into_split();
     let mut r = BufReader::new(r);
     let mut seen = Vec::new();
     let mut payload = Vec::new();
-    let mut next = || async {
-        let mut l = String::new();
-        tokio::time::timeout(TIMEOUT, r.read_line(&mut l)).await.expect("bridge line in time").unwrap();
-        l.trim_end().to_string()
-    };
-    let _ = &mut next;
     let mut lines = Vec::new();
     macro_rules! read {
         () => {{
             let mut l = String::new();
-            tokio::time::timeout(TIMEOUT, r.read_line(&mut l)).await.expect("bridge line in time").unwrap();
+            tokio::time::timeout(TIMEOUT, r.read_line(&mut l))
+                .await
+                .expect("bridge line in time")
+                .unwrap();
             let l = l.trim_end().to_string();
             lines.push(l.clone());
             l
@@ -532,16 +702,27 @@ async fn scripted_sasl_server(listener: tokio::net::TcpListener, fail_first: boo
     let nick = read!();
     assert!(nick.starts_with("NICK "), "{nick}");
     assert!(read!().starts_with("USER "));
-    w.write_all(b":irc.script 433 * s-alice|msn :Nickname is already in use\r\n").await.unwrap();
+    w.write_all(b":irc.script 433 * s-alice|msn :Nickname is already in use\r\n")
+        .await
+        .unwrap();
     assert_eq!(read!(), "NICK s-alice|msn1");
-    w.write_all(b":irc.script CAP * LS * :multi-prefix\r\n:irc.script CAP * LS :sasl away-notify\r\n").await.unwrap();
+    w.write_all(
+        b":irc.script CAP * LS * :multi-prefix\r\n:irc.script CAP * LS :sasl away-notify\r\n",
+    )
+    .await
+    .unwrap();
     assert_eq!(read!(), "CAP REQ :sasl away-notify");
-    w.write_all(b":irc.script CAP * ACK :sasl away-notify\r\n").await.unwrap();
+    w.write_all(b":irc.script CAP * ACK :sasl away-notify\r\n")
+        .await
+        .unwrap();
     assert_eq!(read!(), "AUTHENTICATE PLAIN");
     w.write_all(b"AUTHENTICATE +\r\n").await.unwrap();
     loop {
         let l = read!();
-        let chunk = l.strip_prefix("AUTHENTICATE ").expect("AUTHENTICATE chunk").to_string();
+        let chunk = l
+            .strip_prefix("AUTHENTICATE ")
+            .expect("AUTHENTICATE chunk")
+            .to_string();
         assert!(chunk.len() <= 400);
         if chunk != "+" {
             payload.push(chunk.clone());
@@ -551,17 +732,23 @@ async fn scripted_sasl_server(listener: tokio::net::TcpListener, fail_first: boo
         }
     }
     if fail_first {
-        w.write_all(b":irc.script 904 s-alice|msn1 :SASL authentication failed\r\n").await.unwrap();
+        w.write_all(b":irc.script 904 s-alice|msn1 :SASL authentication failed\r\n")
+            .await
+            .unwrap();
     } else {
         w.write_all(b":irc.script 900 s-alice|msn1 s-alice|msn1!u@h acct :You are now logged in\r\n:irc.script 903 s-alice|msn1 :SASL authentication successful\r\n").await.unwrap();
     }
     assert_eq!(read!(), "CAP END");
-    w.write_all(b":irc.script 001 s-alice|msn1 :Welcome s-alice|msn1!u@h\r\n").await.unwrap();
+    w.write_all(b":irc.script 001 s-alice|msn1 :Welcome s-alice|msn1!u@h\r\n")
+        .await
+        .unwrap();
     // The connection is usable: a queued message comes through and is confirmed.
     loop {
         let l = read!();
         if let Some(token) = l.strip_prefix("PING ") {
-            w.write_all(format!(":irc.script PONG irc.script {token}\r\n").as_bytes()).await.unwrap();
+            w.write_all(format!(":irc.script PONG irc.script {token}\r\n").as_bytes())
+                .await
+                .unwrap();
         }
         if l.starts_with("PRIVMSG ") {
             seen.push(l);
@@ -571,7 +758,9 @@ async fn scripted_sasl_server(listener: tokio::net::TcpListener, fail_first: boo
     loop {
         let l = read!();
         if let Some(token) = l.strip_prefix("PING ") {
-            w.write_all(format!(":irc.script PONG irc.script {token}\r\n").as_bytes()).await.unwrap();
+            w.write_all(format!(":irc.script PONG irc.script {token}\r\n").as_bytes())
+                .await
+                .unwrap();
             if token.contains("msngate-ack") {
                 break;
             }
@@ -590,17 +779,25 @@ async fn sasl_case(fail: bool) {
         fx.server.running.hub.store().pool(),
         "s-alice@example.com",
         "test",
-        &msngate::bridge::irc::db::Credentials::Sasl { account: "acct".into(), password: password.clone() },
+        &msngate::bridge::irc::db::Credentials::Sasl {
+            account: "acct".into(),
+            password: password.clone(),
+        },
     )
     .await
     .unwrap();
     let mut alice = fx.msn("s-alice@example.com").await;
     let mut sb = call(&mut alice, "s-alice@example.com", "someone@test.irc").await;
     sb_send(&mut sb, 2, "authenticated hello").await;
-    let (payload, seen) = tokio::time::timeout(Duration::from_secs(20), script).await.expect("script finished").expect("script passed");
+    let (payload, seen) = tokio::time::timeout(Duration::from_secs(20), script)
+        .await
+        .expect("script finished")
+        .expect("script passed");
     use base64::Engine as _;
     assert_eq!(payload.len(), 2, "split at 400 bytes");
-    let decoded = base64::engine::general_purpose::STANDARD.decode(payload.concat()).unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(payload.concat())
+        .unwrap();
     assert_eq!(decoded, format!("acct\0acct\0{password}").as_bytes());
     assert_eq!(seen, ["PRIVMSG someone :authenticated hello"]);
     assert!(fx.bridge.flush(Duration::from_secs(5)).await);

@@ -161,7 +161,7 @@ impl Client {
             {
                 return Some(Some(cmd));
             }
-            let mut chunk = [0u8; 16384];
+            let mut chunk = vec![0u8; 16384];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => return None,
                 Ok(Ok(0)) | Ok(Err(_)) => return Some(None),
@@ -477,7 +477,7 @@ impl Client {
     pub async fn recv_exact_bytes(&mut self, n: usize) -> Vec<u8> {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         while self.buf.len() < n {
-            let mut chunk = [0u8; 16384];
+            let mut chunk = vec![0u8; 16384];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => panic!("timed out waiting for {n} bytes (have {})", self.buf.len()),
                 Ok(Ok(0)) | Ok(Err(_)) => panic!("connection closed after {} of {n} bytes", self.buf.len()),

@@ -23,7 +23,10 @@ pub const BRIDGED_CAPS: u32 = 0x4000_0000;
 pub enum ChatInput {
     /// A message from IRC (already in MSN form), with the nick to tell if
     /// it cannot be delivered.
-    Irc { text: String, reply_to: Option<String> },
+    Irc {
+        text: String,
+        reply_to: Option<String>,
+    },
     /// A message from the persistent inbox; the row is deleted once delivered.
     Inbox { text: String, id: i64 },
     /// The MSN user invited the contact (`CAL`): the bridge joined already.
@@ -65,14 +68,30 @@ pub struct Chat {
     failures: u32,
 }
 
+/// Longest text put in one MSN message (leaves room for the MIME headers).
+const MAX_MSN_TEXT: usize = 1400;
 /// How long the MSN client may take to answer an invitation.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A chat with no conversation and nothing pending ends after this.
 const IDLE_END: Duration = Duration::from_secs(60);
 
 impl Chat {
-    pub fn new(net: Arc<IrcNetwork>, local: String, contact: String, rx: mpsc::UnboundedReceiver<ChatInput>) -> Chat {
-        Chat { net, local, contact, rx, attached: None, pending: VecDeque::new(), join_deadline: None, failures: 0 }
+    pub fn new(
+        net: Arc<IrcNetwork>,
+        local: String,
+        contact: String,
+        rx: mpsc::UnboundedReceiver<ChatInput>,
+    ) -> Chat {
+        Chat {
+            net,
+            local,
+            contact,
+            rx,
+            attached: None,
+            pending: VecDeque::new(),
+            join_deadline: None,
+            failures: 0,
+        }
     }
 
     pub async fn run(mut self) {
@@ -119,9 +138,32 @@ impl Chat {
 
     async fn input(&mut self, input: ChatInput) {
         match input {
-            ChatInput::Irc { text, reply_to } => self.pending.push_back(Pending { text, reply_to, inbox_id: None }),
-            ChatInput::Inbox { text, id } => self.pending.push_back(Pending { text, reply_to: None, inbox_id: Some(id) }),
-            ChatInput::System(text) => self.pending.push_back(Pending { text: format!("[msngate] {text}"), reply_to: None, inbox_id: None }),
+            ChatInput::Irc { text, reply_to } => {
+                // An MSN payload must stay within 1664 bytes (switchboard.md
+                // §6); only servers with long lines (IRCv3) come near it.
+                let pieces = if text.len() > MAX_MSN_TEXT {
+                    super::text::split(&text, MAX_MSN_TEXT)
+                } else {
+                    vec![text]
+                };
+                for text in pieces {
+                    self.pending.push_back(Pending {
+                        text,
+                        reply_to: reply_to.clone(),
+                        inbox_id: None,
+                    });
+                }
+            }
+            ChatInput::Inbox { text, id } => self.pending.push_back(Pending {
+                text,
+                reply_to: None,
+                inbox_id: Some(id),
+            }),
+            ChatInput::System(text) => self.pending.push_back(Pending {
+                text: format!("[msngate] {text}"),
+                reply_to: None,
+                inbox_id: None,
+            }),
             ChatInput::Attach(attached) => {
                 self.detach();
                 self.failures = 0;
@@ -148,7 +190,9 @@ impl Chat {
                 return;
             }
         }
-        let Some(a) = self.attached.as_ref().filter(|a| a.owner_joined) else { return };
+        let Some(a) = self.attached.as_ref().filter(|a| a.owner_joined) else {
+            return;
+        };
         let (conversation, endpoint, me) = (a.conversation.clone(), a.endpoint, a.me.clone());
         while let Some(p) = self.pending.front() {
             let payload = Bytes::from(msnp::mime::text_message(&p.text, None));
@@ -176,13 +220,25 @@ impl Chat {
         let conversation = hub.conversations.create();
         let endpoint = hub.conversations.new_endpoint_id();
         let outbox: EndpointOutbox = Arc::new(Outbox::new(hub.settings().max_queued_events));
-        if conversation.join(endpoint, me.clone(), outbox.clone(), false).is_err() {
+        if conversation
+            .join(endpoint, me.clone(), outbox.clone(), false)
+            .is_err()
+        {
             self.failures += 1;
             return;
         }
-        match hub.invite_local(&conversation, me.clone(), &self.local).await {
+        match hub
+            .invite_local(&conversation, me.clone(), &self.local)
+            .await
+        {
             Ok(()) => {
-                self.attached = Some(Attached { conversation, endpoint, outbox, me, owner_joined: false });
+                self.attached = Some(Attached {
+                    conversation,
+                    endpoint,
+                    outbox,
+                    me,
+                    owner_joined: false,
+                });
                 self.join_deadline = Some(Instant::now() + JOIN_TIMEOUT);
             }
             Err(_) => {
@@ -206,8 +262,24 @@ impl Chat {
                 // Bridge notices are only useful now.
                 continue;
             }
-            let name = self.net.participant(&self.contact).friendly_name.to_string();
-            match self.net.shared.db.inbox_add(&self.local, &self.net.config.name, &self.contact, &name, &p.text).await {
+            let name = self
+                .net
+                .participant(&self.contact)
+                .friendly_name
+                .to_string();
+            match self
+                .net
+                .shared
+                .db
+                .inbox_add(
+                    &self.local,
+                    &self.net.config.name,
+                    &self.contact,
+                    &name,
+                    &p.text,
+                )
+                .await
+            {
                 Ok(()) => {
                     if let Some(nick) = p.reply_to
                         && !told.contains(&nick)
@@ -233,13 +305,19 @@ impl Chat {
         if let Some(a) = self.attached.take() {
             a.outbox.close();
             if a.conversation.leave(a.endpoint, false) {
-                self.net.shared.hub.conversations.forget_if_closed(a.conversation.id);
+                self.net
+                    .shared
+                    .hub
+                    .conversations
+                    .forget_if_closed(a.conversation.id);
             }
         }
     }
 
     async fn conversation_events(&mut self) {
-        let Some(a) = self.attached.as_mut() else { return };
+        let Some(a) = self.attached.as_mut() else {
+            return;
+        };
         let mut events = Vec::new();
         a.outbox.drain_into(&mut events);
         let conversation = a.conversation.clone();
@@ -255,7 +333,10 @@ impl Chat {
                 }
                 ConversationEvent::Left { handle, .. } => {
                     let owner_left = handle.eq_ignore_ascii_case(&self.local);
-                    let msn_left = conversation.participants().iter().any(|p| !self.net.owns_handle(&p.handle));
+                    let msn_left = conversation
+                        .participants()
+                        .iter()
+                        .any(|p| !self.net.owns_handle(&p.handle));
                     if owner_left || !msn_left {
                         self.detach();
                         return;
@@ -265,16 +346,27 @@ impl Chat {
                     if self.net.owns_handle(&from.handle) {
                         continue;
                     }
-                    if let Some(notice) = self.net.outgoing(&from.handle, &self.contact, &payload).await
+                    if let Some(notice) = self
+                        .net
+                        .outgoing(&from.handle, &self.contact, &payload)
+                        .await
                         && let Some(a) = self.attached.as_ref()
                     {
-                        let text = Bytes::from(msnp::mime::text_message(&format!("[msngate] {notice}"), None));
-                        a.conversation.relay(a.endpoint, &a.me, &text, Some(&from.handle));
+                        let text = Bytes::from(msnp::mime::text_message(
+                            &format!("[msngate] {notice}"),
+                            None,
+                        ));
+                        a.conversation
+                            .relay(a.endpoint, &a.me, &text, Some(&from.handle));
                     }
                 }
             }
         }
-        if self.attached.as_ref().is_some_and(|a| a.outbox.has_overflowed()) {
+        if self
+            .attached
+            .as_ref()
+            .is_some_and(|a| a.outbox.has_overflowed())
+        {
             tracing::warn!(user = %self.local, contact = %self.contact, "bridge endpoint fell behind; leaving the conversation");
             self.detach();
         }

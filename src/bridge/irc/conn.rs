@@ -66,17 +66,29 @@ impl Line {
             params.push(p.to_string());
             rest = r;
         }
-        Some(Line { prefix, command: command.to_ascii_uppercase(), params })
+        Some(Line {
+            prefix,
+            command: command.to_ascii_uppercase(),
+            params,
+        })
     }
 
     pub fn numeric(&self) -> Option<Response> {
-        if self.command.len() == 3 && self.command.bytes().all(|b| b.is_ascii_digit()) { self.command.parse().ok() } else { None }
+        if self.command.len() == 3 && self.command.bytes().all(|b| b.is_ascii_digit()) {
+            self.command.parse().ok()
+        } else {
+            None
+        }
     }
 
     /// The nick of a user prefix (`nick!user@host`); `None` for servers.
     pub fn source_nick(&self) -> Option<&str> {
         match &self.prefix {
-            Some(Prefix::Nickname(nick, user, host)) if !(user.is_empty() && host.is_empty() && nick.contains('.')) => Some(nick),
+            Some(Prefix::Nickname(nick, user, host))
+                if !(user.is_empty() && host.is_empty() && nick.contains('.')) =>
+            {
+                Some(nick)
+            }
             _ => None,
         }
     }
@@ -91,7 +103,9 @@ impl Line {
 }
 
 fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    let roots = tokio_rustls::rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let roots = tokio_rustls::rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -104,21 +118,37 @@ fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
 }
 
 impl IrcConn {
-    pub async fn connect(server: &str, port: u16, tls: bool, within: Duration) -> io::Result<IrcConn> {
+    pub async fn connect(
+        server: &str,
+        port: u16,
+        tls: bool,
+        within: Duration,
+    ) -> io::Result<IrcConn> {
         let connect = async {
             let tcp = TcpStream::connect((server, port)).await?;
             tcp.set_nodelay(true)?;
             let io: Box<dyn Io> = if tls {
-                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(server.to_string())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                Box::new(tokio_rustls::TlsConnector::from(tls_config()).connect(name, tcp).await?)
+                let name =
+                    tokio_rustls::rustls::pki_types::ServerName::try_from(server.to_string())
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Box::new(
+                    tokio_rustls::TlsConnector::from(tls_config())
+                        .connect(name, tcp)
+                        .await?,
+                )
             } else {
                 Box::new(tcp)
             };
             Ok::<_, io::Error>(io)
         };
-        let io = tokio::time::timeout(within, connect).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        Ok(IrcConn { io, rbuf: BytesMut::with_capacity(4096), wbuf: Vec::with_capacity(1024) })
+        let io = tokio::time::timeout(within, connect)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        Ok(IrcConn {
+            io,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: Vec::with_capacity(1024),
+        })
     }
 
     /// Queues one line; CR, LF and NUL are removed and it is cut to 510
@@ -145,7 +175,9 @@ impl IrcConn {
             self.io.write_all(&self.wbuf).await?;
             self.io.flush().await
         };
-        tokio::time::timeout(Duration::from_secs(60), write).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server not reading"))??;
+        tokio::time::timeout(Duration::from_secs(60), write)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "server not reading"))??;
         self.wbuf.clear();
         Ok(())
     }
@@ -159,7 +191,9 @@ impl IrcConn {
                 tracing::trace!(line = %line.trim_end(), "irc <");
                 Ok(Some(line))
             }
-            None if self.rbuf.len() > MAX_LINE => Err(io::Error::new(io::ErrorKind::InvalidData, "line too long")),
+            None if self.rbuf.len() > MAX_LINE => {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"))
+            }
             None => Ok(None),
         }
     }
@@ -176,9 +210,19 @@ impl IrcConn {
                 return Ok(line);
             }
             match tokio::time::timeout_at(deadline, self.read_more()).await {
-                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "registration timed out")),
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "registration timed out",
+                    ));
+                }
                 Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")),
+                Ok(Ok(false)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection",
+                    ));
+                }
                 Ok(Err(e)) => return Err(e),
             }
         }
@@ -197,7 +241,13 @@ mod tests {
     fn parses_lines() {
         let l = Line::parse("@time=x :bob!b@host PRIVMSG #c :hello there\r\n").unwrap();
         assert_eq!(l.source_nick(), Some("bob"));
-        assert_eq!((l.command.as_str(), l.params.as_slice()), ("PRIVMSG", &["#c".to_string(), "hello there".to_string()][..]));
+        assert_eq!(
+            (l.command.as_str(), l.params.as_slice()),
+            (
+                "PRIVMSG",
+                &["#c".to_string(), "hello there".to_string()][..]
+            )
+        );
         let l = Line::parse(":irc.test 001 alice :Welcome").unwrap();
         assert_eq!(l.numeric(), Some(Response::RPL_WELCOME));
         assert_eq!(l.source_nick(), None);

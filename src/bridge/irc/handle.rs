@@ -80,19 +80,27 @@ fn unescape(local: &str) -> Option<String> {
 /// Whether `nick` is a nick IRC could have (RFC 2812 plus common practice).
 pub fn valid_nick(nick: &str) -> bool {
     let mut chars = nick.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     let special = |c: char| "[]\\`^{}|_".contains(c);
-    (first.is_ascii_alphabetic() || special(first)) && chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-') && nick.len() <= 64
+    (first.is_ascii_alphabetic() || special(first))
+        && chars.all(|c| c.is_ascii_alphanumeric() || special(c) || c == '-')
+        && nick.len() <= 64
 }
 
 /// Whether `name` (with its prefix) is a channel name IRC accepts.
 pub fn valid_channel(name: &str) -> bool {
     let mut chars = name.chars();
-    let Some(first) = chars.next() else { return false };
+    let Some(first) = chars.next() else {
+        return false;
+    };
     CHANNEL_KINDS.iter().any(|(p, _)| *p == first)
         && name.len() > 1
         && name.len() <= 64
-        && !name.chars().any(|c| c.is_control() || c == ' ' || c == ',' || c == ':')
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || c == ',' || c == ':')
 }
 
 /// The MSN handle of an IRC nick; `None` if it would be too long.
@@ -131,7 +139,9 @@ pub fn parse(handle: &str, network: &str) -> Option<Remote> {
     }
     match local.rsplit_once('.') {
         Some((name, kind)) => {
-            let (prefix, _) = CHANNEL_KINDS.iter().find(|(_, k)| kind.len() == 1 && kind.starts_with(*k))?;
+            let (prefix, _) = CHANNEL_KINDS
+                .iter()
+                .find(|(_, k)| kind.len() == 1 && kind.starts_with(*k))?;
             let name = unescape(name)?;
             let channel = format!("{prefix}{name}");
             valid_channel(&channel).then_some(Remote::Channel(channel))
@@ -170,27 +180,69 @@ mod tests {
 
     #[test]
     fn nicks_round_trip_and_are_valid_handles() {
-        for nick in ["bob", "Bob", "alice|msn", "[x]", "a\\b`c^d{e}f", "_under", "x-y"] {
+        for nick in [
+            "bob",
+            "Bob",
+            "alice|msn",
+            "[x]",
+            "a\\b`c^d{e}f",
+            "_under",
+            "x-y",
+        ] {
             let h = nick_handle(nick, "Test").unwrap();
-            assert!(crate::core::handle::normalize(&h).as_deref() == Some(h.as_str()), "{h}");
-            assert_eq!(parse(&h, "test"), Some(Remote::Nick(nick.to_ascii_lowercase())), "{h}");
+            assert!(
+                crate::core::handle::normalize(&h).as_deref() == Some(h.as_str()),
+                "{h}"
+            );
+            assert_eq!(
+                parse(&h, "test"),
+                Some(Remote::Nick(nick.to_ascii_lowercase())),
+                "{h}"
+            );
         }
-        assert_eq!(nick_handle("alice|msn", "libera").unwrap(), "alice=7cmsn@libera.irc");
+        assert_eq!(
+            nick_handle("alice|msn", "libera").unwrap(),
+            "alice=7cmsn@libera.irc"
+        );
     }
 
     #[test]
     fn channels_round_trip() {
-        assert_eq!(channel_handle("#chat", "libera").unwrap(), "chat.c@libera.irc");
-        for chan in ["#chat", "##rust", "&local", "#a.b", "#ü-x", "!12345", "+modeless"] {
+        assert_eq!(
+            channel_handle("#chat", "libera").unwrap(),
+            "chat.c@libera.irc"
+        );
+        for chan in [
+            "#chat",
+            "##rust",
+            "&local",
+            "#a.b",
+            "#ü-x",
+            "!12345",
+            "+modeless",
+        ] {
             let h = channel_handle(chan, "n").unwrap();
             assert!(crate::core::handle::normalize(&h).is_some(), "{h}");
-            assert_eq!(parse(&h, "n"), Some(Remote::Channel(chan.to_lowercase())), "{h}");
+            assert_eq!(
+                parse(&h, "n"),
+                Some(Remote::Channel(chan.to_lowercase())),
+                "{h}"
+            );
         }
     }
 
     #[test]
     fn refuses_foreign_and_malformed() {
-        for bad in ["bob@other.irc", "bob@n.irc.x", "=zz@n.irc", "1bob@n.irc", "x.q@n.irc", ".c@n.irc", "a b@n.irc", "@n.irc"] {
+        for bad in [
+            "bob@other.irc",
+            "bob@n.irc.x",
+            "=zz@n.irc",
+            "1bob@n.irc",
+            "x.q@n.irc",
+            ".c@n.irc",
+            "a b@n.irc",
+            "@n.irc",
+        ] {
             assert_eq!(parse(bad, "n"), None, "{bad}");
         }
         assert_eq!(nick_handle(&"a".repeat(200), "n"), None);

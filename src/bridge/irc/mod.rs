@@ -122,14 +122,27 @@ impl IrcBridge {
 }
 
 /// Starts the bridge with the default [`Tuning`].
-pub async fn start(config: &IrcConfig, hub: Arc<Hub>, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> anyhow::Result<IrcBridge> {
+pub async fn start(
+    config: &IrcConfig,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<IrcBridge> {
     start_with(config, Tuning::default(), hub, metrics, shutdown).await
 }
 
-pub async fn start_with(config: &IrcConfig, tuning: Tuning, hub: Arc<Hub>, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> anyhow::Result<IrcBridge> {
+pub async fn start_with(
+    config: &IrcConfig,
+    tuning: Tuning,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<IrcBridge> {
     let db = db::Db::open(hub.store().pool().clone()).await?;
     let queued = db.count_out().await?;
-    metrics.bridge_queue_depth.fetch_add(queued, Ordering::Relaxed);
+    metrics
+        .bridge_queue_depth
+        .fetch_add(queued, Ordering::Relaxed);
     let shared = Arc::new(Shared {
         hub: hub.clone(),
         metrics,
@@ -171,7 +184,11 @@ pub async fn start_with(config: &IrcConfig, tuning: Tuning, hub: Arc<Hub>, metri
         }
     }
     tracing::info!(networks = networks.len(), queued, "IRC bridge started");
-    Ok(IrcBridge { shared, networks, started: AtomicBool::new(true) })
+    Ok(IrcBridge {
+        shared,
+        networks,
+        started: AtomicBool::new(true),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -204,7 +221,11 @@ struct NetState {
 
 enum Control {
     Presence(Arc<Presence>),
-    Watch { local: String, remote: String, watching: bool },
+    Watch {
+        local: String,
+        remote: String,
+        watching: bool,
+    },
 }
 
 /// One configured IRC network, as the hub sees it.
@@ -237,7 +258,10 @@ fn away_text(status: Status) -> Option<String> {
 impl IrcNetwork {
     /// Whether a handle belongs to this network.
     pub fn owns_handle(&self, handle: &str) -> bool {
-        handle.len() > self.domain.len() + 1 && handle.to_ascii_lowercase().ends_with(&format!("@{}", self.domain))
+        handle.len() > self.domain.len() + 1
+            && handle
+                .to_ascii_lowercase()
+                .ends_with(&format!("@{}", self.domain))
     }
 
     fn parse(&self, handle: &str) -> Option<Remote> {
@@ -255,7 +279,13 @@ impl IrcNetwork {
             Remote::Nick(n) => {
                 let state = self.state.lock();
                 self.contact_of(remote)
-                    .and_then(|c| state.aliases.get(&c).or_else(|| state.display.get(&c)).cloned())
+                    .and_then(|c| {
+                        state
+                            .aliases
+                            .get(&c)
+                            .or_else(|| state.display.get(&c))
+                            .cloned()
+                    })
                     .unwrap_or_else(|| n.clone())
             }
         }
@@ -278,7 +308,11 @@ impl IrcNetwork {
             Some(Remote::Channel(c)) => c,
             None => contact.to_string(),
         };
-        Arc::new(ParticipantInfo { handle: contact.into(), friendly_name: name.into(), capabilities: BRIDGED_CAPS })
+        Arc::new(ParticipantInfo {
+            handle: contact.into(),
+            friendly_name: name.into(),
+            capabilities: BRIDGED_CAPS,
+        })
     }
 
     fn presence_of(&self, contact: &str, remote: &Remote) -> Presence {
@@ -291,7 +325,12 @@ impl IrcNetwork {
             }
             Remote::Nick(n) => match state.remotes.get(contact) {
                 Some(r) => puppet::remote_presence(contact, &r.nick, r.online, r.away),
-                None => puppet::remote_presence(contact, state.display.get(contact).unwrap_or(n), false, false),
+                None => puppet::remote_presence(
+                    contact,
+                    state.display.get(contact).unwrap_or(n),
+                    false,
+                    false,
+                ),
             },
         }
     }
@@ -302,7 +341,9 @@ impl IrcNetwork {
 
     /// Something tells us about `nick`: online or not, away or not.
     pub fn observe(&self, nick: &str, online: Option<bool>, away: Option<bool>) {
-        let Some(contact) = self.contact_for_nick(nick) else { return };
+        let Some(contact) = self.contact_for_nick(nick) else {
+            return;
+        };
         let report = {
             let mut state = self.state.lock();
             if state.display.len() > 10_000 {
@@ -313,7 +354,11 @@ impl IrcNetwork {
                 return;
             }
             let before = state.remotes.get(&contact).cloned();
-            let mut now = before.clone().unwrap_or(RemoteState { nick: nick.to_string(), online: false, away: false });
+            let mut now = before.clone().unwrap_or(RemoteState {
+                nick: nick.to_string(),
+                online: false,
+                away: false,
+            });
             now.nick = nick.to_string();
             if let Some(o) = online {
                 now.online = o;
@@ -331,7 +376,11 @@ impl IrcNetwork {
             state.remotes.insert(contact.clone(), now.clone());
             let changed = match &before {
                 None => now.online,
-                Some(b) => b.online != now.online || b.away != now.away || (now.online && b.nick != now.nick),
+                Some(b) => {
+                    b.online != now.online
+                        || b.away != now.away
+                        || (now.online && b.nick != now.nick)
+                }
             };
             changed.then(|| puppet::remote_presence(&contact, &now.nick, now.online, now.away))
         };
@@ -342,12 +391,15 @@ impl IrcNetwork {
 
     /// `old` is now known as `new`: the contact follows the person.
     pub fn nick_changed(&self, old: &str, new: &str) {
-        let Some(contact) = self.contact_for_nick(old) else { return };
+        let Some(contact) = self.contact_for_nick(old) else {
+            return;
+        };
         {
             let mut state = self.state.lock();
             if Self::tracked(&state, &contact) {
                 state.alias_of.remove(&irc_lower(old));
-                if handle::nick_handle(new, &self.config.name).as_deref() == Some(contact.as_str()) {
+                if handle::nick_handle(new, &self.config.name).as_deref() == Some(contact.as_str())
+                {
                     state.aliases.remove(&contact);
                 } else {
                     state.aliases.insert(contact.clone(), new.to_string());
@@ -371,9 +423,14 @@ impl IrcNetwork {
         let report = {
             let mut state = self.state.lock();
             let before = state.remotes.get(contact).cloned();
-            let now = RemoteState { nick: nick.to_string(), online: true, away: before.as_ref().is_some_and(|b| b.away) };
+            let now = RemoteState {
+                nick: nick.to_string(),
+                online: true,
+                away: before.as_ref().is_some_and(|b| b.away),
+            };
             state.remotes.insert(contact.to_string(), now.clone());
-            (!before.is_some_and(|b| b.online)).then(|| puppet::remote_presence(contact, nick, true, now.away))
+            (!before.is_some_and(|b| b.online))
+                .then(|| puppet::remote_presence(contact, nick, true, now.away))
         };
         if let Some(p) = report {
             self.shared.hub.remote_presence(Arc::new(p));
@@ -384,7 +441,12 @@ impl IrcNetwork {
     pub fn watched_nicks(&self, local: &str) -> Vec<String> {
         let contacts: Vec<String> = {
             let state = self.state.lock();
-            state.watchers.iter().filter(|(_, w)| w.contains(local)).map(|(c, _)| c.clone()).collect()
+            state
+                .watchers
+                .iter()
+                .filter(|(_, w)| w.contains(local))
+                .map(|(c, _)| c.clone())
+                .collect()
         };
         contacts
             .iter()
@@ -396,13 +458,20 @@ impl IrcNetwork {
     }
 
     pub fn is_watched_nick(&self, nick: &str) -> bool {
-        let Some(contact) = self.contact_for_nick(nick) else { return false };
+        let Some(contact) = self.contact_for_nick(nick) else {
+            return false;
+        };
         self.state.lock().watchers.contains_key(&contact)
     }
 
     pub fn has_chat(&self, local: &str, channel: &str) -> bool {
-        let Some(contact) = handle::channel_handle(channel, &self.config.name) else { return false };
-        self.state.lock().chats.contains_key(&(local.to_string(), contact))
+        let Some(contact) = handle::channel_handle(channel, &self.config.name) else {
+            return false;
+        };
+        self.state
+            .lock()
+            .chats
+            .contains_key(&(local.to_string(), contact))
     }
 
     /// Hands an input to the chat of (`local`, `contact`), starting its task
@@ -414,7 +483,10 @@ impl IrcNetwork {
         let key = (local.to_string(), contact.to_string());
         let mut input = Some(input);
         if let Some(chat) = state.chats.get(&key) {
-            match chat.tx.send(input.take().unwrap_or(ChatInput::System(String::new()))) {
+            match chat
+                .tx
+                .send(input.take().unwrap_or(ChatInput::System(String::new())))
+            {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(back)) => input = Some(back),
             }
@@ -428,36 +500,67 @@ impl IrcNetwork {
     }
 
     /// Called by an idle chat task: ends it unless an input is waiting.
-    pub fn end_chat_if_idle(&self, local: &str, contact: &str, rx: &mut mpsc::UnboundedReceiver<ChatInput>) -> bool {
+    pub fn end_chat_if_idle(
+        &self,
+        local: &str,
+        contact: &str,
+        rx: &mut mpsc::UnboundedReceiver<ChatInput>,
+    ) -> bool {
         let mut state = self.state.lock();
         if !rx.is_empty() {
             return false;
         }
         rx.close();
-        state.chats.remove(&(local.to_string(), contact.to_string()));
+        state
+            .chats
+            .remove(&(local.to_string(), contact.to_string()));
         true
     }
 
     /// A message from IRC for MSN user `local`, in the chat with `remote`.
-    pub fn incoming(&self, local: &str, remote: &Remote, _speaker: &str, text: String, reply_to: Option<String>) {
+    pub fn incoming(&self, local: &str, remote: &Remote, text: String) {
         let Some(contact) = self.contact_of(remote) else {
-            tracing::warn!(?remote, "IRC name too long for an MSN handle; message not bridged");
+            tracing::warn!(
+                ?remote,
+                "IRC name too long for an MSN handle; message not bridged"
+            );
             return;
         };
-        self.to_chat(local, &contact, ChatInput::Irc { text, reply_to });
+        self.to_chat(
+            local,
+            &contact,
+            ChatInput::Irc {
+                text,
+                reply_to: None,
+            },
+        );
     }
 
     /// A private message from `nick`.
     pub fn incoming_from_nick(&self, local: &str, nick: &str, text: String, can_reply: bool) {
         let Some(contact) = self.contact_for_nick(nick) else {
             if can_reply {
-                self.send_notice(local, nick, "Your nick is too long to be shown on MSN; message not delivered.");
+                self.send_notice(
+                    local,
+                    nick,
+                    "Your nick is too long to be shown on MSN; message not delivered.",
+                );
             }
             return;
         };
-        self.state.lock().display.insert(contact.clone(), nick.to_string());
+        self.state
+            .lock()
+            .display
+            .insert(contact.clone(), nick.to_string());
         self.observe(nick, Some(true), None);
-        self.to_chat(local, &contact, ChatInput::Irc { text, reply_to: can_reply.then(|| nick.to_string()) });
+        self.to_chat(
+            local,
+            &contact,
+            ChatInput::Irc {
+                text,
+                reply_to: can_reply.then(|| nick.to_string()),
+            },
+        );
     }
 
     /// A bridge notice for MSN user `local` in the chat with `remote`.
@@ -470,13 +573,21 @@ impl IrcNetwork {
     fn send_notice(&self, local: &str, nick: &str, text: &str) {
         let puppet = self.state.lock().puppets.get(local).cloned();
         if let Some(p) = puppet {
-            p.send(Cmd::Notice { target: nick.to_string(), text: text.to_string() });
+            p.send(Cmd::Notice {
+                target: nick.to_string(),
+                text: text.to_string(),
+            });
         }
     }
 
     /// Tells `nick` once that `local` is not on MSN now.
     pub fn tell_offline(&self, local: &str, nick: &str) {
-        if self.state.lock().told_offline.insert((local.to_string(), irc_lower(nick))) {
+        if self
+            .state
+            .lock()
+            .told_offline
+            .insert((local.to_string(), irc_lower(nick)))
+        {
             let who = local.split('@').next().unwrap_or(local);
             self.send_notice(local, nick, &format!("{who} is not on MSN right now; your messages will be delivered when they sign in."));
         }
@@ -493,29 +604,49 @@ impl IrcNetwork {
         let remote = self.parse(contact)?;
         let (kind, body, style) = match text::from_msn(payload) {
             text::FromMsn::Text { kind, text, style } => (kind, text, style),
-            text::FromMsn::Unsupported(what) => return Some(format!("Cannot send {what} to IRC; only text is bridged.")),
+            text::FromMsn::Unsupported(what) => {
+                return Some(format!("Cannot send {what} to IRC; only text is bridged."));
+            }
             text::FromMsn::Ignore => return None,
         };
         let target = self.target_for(&remote);
         let nick_len = {
             let state = self.state.lock();
-            state.puppets.get(sender).and_then(|p| p.state.lock().nick.as_ref().map(String::len))
+            state
+                .puppets
+                .get(sender)
+                .and_then(|p| p.state.lock().nick.as_ref().map(String::len))
         }
         .unwrap_or_else(|| puppet::nick_for(&self.config.nick_template, sender).len())
             + 3;
         // Conservative: the final split happens at send time with what the
         // connection knows; a margin for renames keeps re-splitting rare.
-        let overhead = 2 + (1 + nick_len + 1 + 10 + 1 + 63 + 1) + ("PRIVMSG ".len() + target.len() + 8 + 2) + kind.overhead() + style.len();
+        let overhead = 2
+            + (1 + nick_len + 1 + 10 + 1 + 63 + 1)
+            + ("PRIVMSG ".len() + target.len() + 8 + 2)
+            + kind.overhead()
+            + style.len();
         let budget = 512usize.saturating_sub(overhead).max(64);
-        let lines: Vec<String> = text::split(&body, budget).into_iter().map(|l| format!("{style}{l}")).collect();
+        let lines: Vec<String> = text::split(&body, budget)
+            .into_iter()
+            .map(|l| format!("{style}{l}"))
+            .collect();
         if lines.is_empty() {
             return None;
         }
-        match self.shared.db.enqueue(sender, &self.config.name, contact, kind, &lines).await {
+        match self
+            .shared
+            .db
+            .enqueue(sender, &self.config.name, contact, kind, &lines)
+            .await
+        {
             Ok(rows) => {
                 let n = rows.len() as i64;
                 self.shared.depth.fetch_add(n, Ordering::AcqRel);
-                self.shared.metrics.bridge_queue_depth.fetch_add(n, Ordering::Relaxed);
+                self.shared
+                    .metrics
+                    .bridge_queue_depth
+                    .fetch_add(n, Ordering::Relaxed);
                 let puppet = self.ensure_puppet(sender);
                 if let Remote::Channel(chan) = &remote {
                     puppet.state.lock().channels.insert(chan.clone());
@@ -534,7 +665,10 @@ impl IrcNetwork {
     pub fn queue_settled(&self, n: usize) {
         let n = n as i64;
         self.shared.depth.fetch_sub(n, Ordering::AcqRel);
-        self.shared.metrics.bridge_queue_depth.fetch_sub(n, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .bridge_queue_depth
+            .fetch_sub(n, Ordering::Relaxed);
     }
 
     /// The user's connection, started if not running.
@@ -544,7 +678,11 @@ impl IrcNetwork {
             return p.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Arc::new(PuppetHandle { local: local.to_string(), cmd: tx, state: Mutex::new(PuppetState::default()) });
+        let handle = Arc::new(PuppetHandle {
+            local: local.to_string(),
+            cmd: tx,
+            state: Mutex::new(PuppetState::default()),
+        });
         state.puppets.insert(local.to_string(), handle.clone());
         drop(state);
         if let Some(me) = self.me.upgrade() {
@@ -554,13 +692,22 @@ impl IrcNetwork {
             tokio::spawn(async move {
                 if remember {
                     let nick = puppet::nick_for(&me.config.nick_template, &local);
-                    if let Err(e) = me.shared.db.set_puppet(&local, &me.config.name, Some(&nick)).await {
+                    if let Err(e) = me
+                        .shared
+                        .db
+                        .set_puppet(&local, &me.config.name, Some(&nick))
+                        .await
+                    {
                         tracing::warn!(error = %e, "cannot record the IRC connection to keep");
                     }
                 }
                 puppet::supervise(me.clone(), h.clone(), rx).await;
                 let mut state = me.state.lock();
-                if state.puppets.get(&local).is_some_and(|p| Arc::ptr_eq(p, &h)) {
+                if state
+                    .puppets
+                    .get(&local)
+                    .is_some_and(|p| Arc::ptr_eq(p, &h))
+                {
                     state.puppets.remove(&local);
                 }
             });
@@ -584,9 +731,41 @@ impl IrcNetwork {
             let up = state.puppets.values().any(|p| p.connected());
             let changed = up != state.up;
             state.up = up;
-            let channels: Vec<String> = state.watchers.keys().filter(|c| matches!(self.parse(c), Some(Remote::Channel(_)))).cloned().collect();
+            let channels: Vec<String> = state
+                .watchers
+                .keys()
+                .filter(|c| matches!(self.parse(c), Some(Remote::Channel(_))))
+                .cloned()
+                .collect();
             (changed, up, channels)
         };
+        if changed && !up {
+            // No connection to the network: nobody there can be seen.
+            let gone: Vec<String> = {
+                let mut state = self.state.lock();
+                let gone: Vec<String> = state
+                    .remotes
+                    .iter()
+                    .filter(|(_, r)| r.online)
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                for c in &gone {
+                    if let Some(r) = state.remotes.get_mut(c) {
+                        r.online = false;
+                        r.away = false;
+                    }
+                }
+                gone
+            };
+            for contact in gone {
+                let nick = self.participant(&contact).friendly_name.to_string();
+                self.shared
+                    .hub
+                    .remote_presence(Arc::new(puppet::remote_presence(
+                        &contact, &nick, false, false,
+                    )));
+            }
+        }
         if changed {
             for contact in channels {
                 if let Some(r @ Remote::Channel(_)) = self.parse(&contact) {
@@ -626,7 +805,11 @@ impl IrcNetwork {
                 }
                 state.watchers.retain(|_, w| !w.is_empty());
                 state.told_offline.retain(|(l, _)| *l != local);
-                if self.config.stay_connected { None } else { state.puppets.remove(&local) }
+                if self.config.stay_connected {
+                    None
+                } else {
+                    state.puppets.remove(&local)
+                }
             };
             if self.config.stay_connected {
                 self.set_away(&local, away_text(Status::Offline));
@@ -651,9 +834,16 @@ impl IrcNetwork {
     /// their channels, offer the configured channels once.
     async fn signed_in(&self, local: &str, puppet: &Arc<PuppetHandle>) {
         let hub = &self.shared.hub;
-        let Some(session) = hub.session(local) else { return };
+        let Some(session) = hub.session(local) else {
+            return;
+        };
         let contacts: Vec<String> = hub
-            .with_roster(&session, |r| r.list_members(List::Forward).map(|c| c.handle.clone()).filter(|h| self.owns_handle(h)).collect())
+            .with_roster(&session, |r| {
+                r.list_members(List::Forward)
+                    .map(|c| c.handle.clone())
+                    .filter(|h| self.owns_handle(h))
+                    .collect()
+            })
             .await
             .unwrap_or_default();
         for contact in &contacts {
@@ -663,11 +853,18 @@ impl IrcNetwork {
         puppet.send(Cmd::Poll);
         for chan in &self.config.channels {
             let chan = irc_lower(chan);
-            let Some(contact) = handle::channel_handle(&chan, &self.config.name) else { continue };
+            let Some(contact) = handle::channel_handle(&chan, &self.config.name) else {
+                continue;
+            };
             if contacts.contains(&contact) {
                 continue;
             }
-            match self.shared.db.mark_offered(local, &self.config.name, &chan).await {
+            match self
+                .shared
+                .db
+                .mark_offered(local, &self.config.name, &chan)
+                .await
+            {
                 Ok(true) => {
                     if let Err(e) = hub.remote_added_local(&contact, &chan, local).await {
                         tracing::warn!(error = %e, %chan, "cannot offer an IRC channel");
@@ -683,20 +880,39 @@ impl IrcNetwork {
         match self.shared.db.inbox(local, &self.config.name).await {
             Ok(rows) => {
                 for row in rows {
-                    self.state.lock().display.entry(row.contact.clone()).or_insert(row.contact_name.clone());
-                    self.to_chat(local, &row.contact, ChatInput::Inbox { text: row.body, id: row.id });
+                    self.state
+                        .lock()
+                        .display
+                        .entry(row.contact.clone())
+                        .or_insert(row.contact_name.clone());
+                    self.to_chat(
+                        local,
+                        &row.contact,
+                        ChatInput::Inbox {
+                            text: row.body,
+                            id: row.id,
+                        },
+                    );
                 }
             }
-            Err(e) => tracing::error!(error = %e, user = %local, "cannot read waiting IRC messages"),
+            Err(e) => {
+                tracing::error!(error = %e, user = %local, "cannot read waiting IRC messages")
+            }
         }
     }
 
     fn on_watch(&self, local: &str, contact: &str, watching: bool) {
-        let Some(remote) = self.parse(contact) else { return };
+        let Some(remote) = self.parse(contact) else {
+            return;
+        };
         let puppet = {
             let mut state = self.state.lock();
             if watching {
-                state.watchers.entry(contact.to_string()).or_default().insert(local.to_string());
+                state
+                    .watchers
+                    .entry(contact.to_string())
+                    .or_default()
+                    .insert(local.to_string());
             } else if let Some(w) = state.watchers.get_mut(contact) {
                 w.remove(local);
                 if w.is_empty() {
@@ -744,10 +960,19 @@ impl Network for IrcNetwork {
     }
 
     fn watch(&self, local: &str, remote: &str, watching: bool) {
-        let _ = self.control.send(Control::Watch { local: local.into(), remote: remote.into(), watching });
+        let _ = self.control.send(Control::Watch {
+            local: local.into(),
+            remote: remote.into(),
+            watching,
+        });
     }
 
-    fn invite<'a>(&'a self, conversation: Arc<Conversation>, inviter: Arc<ParticipantInfo>, remote: &'a str) -> BoxFuture<'a, Result<(), Unreachable>> {
+    fn invite<'a>(
+        &'a self,
+        conversation: Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), Unreachable>> {
         Box::pin(async move {
             let parsed = self.parse(remote).ok_or(Unreachable)?;
             let contact = self.contact_of(&parsed).ok_or(Unreachable)?;
@@ -755,14 +980,26 @@ impl Network for IrcNetwork {
             let hub = &self.shared.hub;
             let endpoint = hub.conversations.new_endpoint_id();
             let outbox: EndpointOutbox = Arc::new(Outbox::new(hub.settings().max_queued_events));
-            conversation.join(endpoint, me.clone(), outbox.clone(), true).map_err(|_| Unreachable)?;
+            conversation
+                .join(endpoint, me.clone(), outbox.clone(), true)
+                .map_err(|_| Unreachable)?;
             let local = inviter.handle.to_string();
             if let Remote::Channel(chan) = &parsed {
                 let puppet = self.ensure_puppet(&local);
                 puppet.state.lock().channels.insert(chan.clone());
                 puppet.send(Cmd::Channels);
             }
-            self.to_chat(&local, &contact, ChatInput::Attach(Attached { conversation, endpoint, outbox, me, owner_joined: true }));
+            self.to_chat(
+                &local,
+                &contact,
+                ChatInput::Attach(Attached {
+                    conversation,
+                    endpoint,
+                    outbox,
+                    me,
+                    owner_joined: true,
+                }),
+            );
             Ok(())
         })
     }

@@ -81,11 +81,14 @@ enum End {
 /// Runs the user's connection until it is stopped, reconnecting with
 /// exponential backoff and jitter; at most `max_concurrent_connects`
 /// registrations run at once across the bridge.
-pub async fn supervise(net: Arc<IrcNetwork>, handle: Arc<PuppetHandle>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+pub async fn supervise(
+    net: Arc<IrcNetwork>,
+    handle: Arc<PuppetHandle>,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+) {
     let tuning = net.shared.tuning.clone();
     let mut shutdown = net.shared.shutdown.clone();
     let mut failures: u32 = 0;
-    let mut drain_on_stop = false;
     loop {
         if *shutdown.borrow() {
             break;
@@ -93,12 +96,16 @@ pub async fn supervise(net: Arc<IrcNetwork>, handle: Arc<PuppetHandle>, mut rx: 
         let registered = {
             let limit = net.shared.connect_limit.clone();
             let attempt = async {
-                let _permit = limit.acquire_owned().await.map_err(|_| "closing".to_string())?;
+                let _permit = limit
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| "closing".to_string())?;
                 register(&net, &handle).await
             };
             tokio::select! {
                 r = attempt => Some(r),
-                stop = wait_for_stop(&mut rx) => { drain_on_stop = stop; None }
+                // Stopped before registering: the queue stays in the database.
+                _ = wait_for_stop(&mut rx) => None,
                 _ = shutdown.changed() => None,
             }
         };
@@ -122,24 +129,27 @@ pub async fn supervise(net: Arc<IrcNetwork>, handle: Arc<PuppetHandle>, mut rx: 
                     }
                 }
             }
-            Err(reason) => tracing::warn!(user = %handle.local, network = %net.config.name, %reason, "IRC connection failed"),
+            Err(reason) => {
+                tracing::warn!(user = %handle.local, network = %net.config.name, %reason, "IRC connection failed")
+            }
         }
         failures = failures.saturating_add(1);
         crate::metrics::Metrics::inc(&net.shared.metrics.bridge_reconnects);
         let delay = backoff(tuning.backoff_base, tuning.backoff_max, failures);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            stop = wait_for_stop(&mut rx) => { drain_on_stop = stop; break; }
+            _ = wait_for_stop(&mut rx) => break,
             _ = shutdown.changed() => break,
         }
     }
-    let _ = drain_on_stop;
 }
 
 /// Exponential backoff with "equal jitter": half fixed, half random, so
 /// many connections cut at once do not come back in lockstep.
 pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(max);
+    let exp = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max);
     let half = exp / 2;
     half + half.mul_f64(rand::random::<f64>())
 }
@@ -167,9 +177,19 @@ pub fn nick_for(template: &str, local_handle: &str) -> String {
     let raw = template.replace("{local}", local);
     let mut nick: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "[]\\`^{}|_-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "[]\\`^{}|_-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if nick.chars().next().is_none_or(|c| c.is_ascii_digit() || c == '-') {
+    if nick
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_digit() || c == '-')
+    {
         nick.insert(0, 'm');
     }
     nick.truncate(30);
@@ -185,13 +205,32 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
         Ok(c) => c,
         Err(e) => return Err(format!("cannot read credentials: {e}")),
     };
-    let mut conn = IrcConn::connect(&cfg.server, cfg.port, cfg.tls, tuning.register_timeout).await.map_err(|e| format!("connect to {}:{}: {e}", cfg.server, cfg.port))?;
+    let mut conn = IrcConn::connect(&cfg.server, cfg.port, cfg.tls, tuning.register_timeout)
+        .await
+        .map_err(|e| format!("connect to {}:{}: {e}", cfg.server, cfg.port))?;
     let base = nick_for(&cfg.nick_template, &handle.local);
     let mut nick = base.clone();
     let mut collisions = 0u32;
-    let realname = net.shared.hub.session(&handle.local).map(|s| s.presence().friendly_name.to_string()).unwrap_or_else(|| handle.local.clone());
-    let user: String = handle.local.split('@').next().unwrap_or("msn").chars().filter(|c| c.is_ascii_alphanumeric()).take(10).collect();
-    let user = if user.is_empty() { "msn".to_string() } else { user };
+    let realname = net
+        .shared
+        .hub
+        .session(&handle.local)
+        .map(|s| s.presence().friendly_name.to_string())
+        .unwrap_or_else(|| handle.local.clone());
+    let user: String = handle
+        .local
+        .split('@')
+        .next()
+        .unwrap_or("msn")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(10)
+        .collect();
+    let user = if user.is_empty() {
+        "msn".to_string()
+    } else {
+        user
+    };
     conn.queue("CAP LS 302");
     conn.queue(&format!("NICK {nick}"));
     conn.queue(&format!("USER {user} 0 * :{}", text::line_safe(&realname)));
@@ -202,7 +241,9 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
         _ => None,
     };
     let nickserv = match &credentials {
-        Some(Credentials::NickServ { account, password }) => Some((account.clone(), password.clone())),
+        Some(Credentials::NickServ { account, password }) => {
+            Some((account.clone(), password.clone()))
+        }
         _ => None,
     };
     let mut offered: Vec<String> = Vec::new();
@@ -210,7 +251,9 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
     let deadline = Instant::now() + tuning.register_timeout;
     loop {
         let raw = conn.line_until(deadline).await.map_err(|e| e.to_string())?;
-        let Some(line) = Line::parse(&raw) else { continue };
+        let Some(line) = Line::parse(&raw) else {
+            continue;
+        };
         match (line.command.as_str(), line.numeric()) {
             ("PING", _) => conn.queue(&format!("PONG :{}", line.last())),
             ("ERROR", _) => return Err(format!("server refused: {}", line.last())),
@@ -219,7 +262,11 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
                 let sub = line.param(1).to_ascii_uppercase();
                 match sub.as_str() {
                     "LS" => {
-                        offered.extend(line.last().split_whitespace().map(|c| c.split('=').next().unwrap_or(c).to_ascii_lowercase()));
+                        offered.extend(
+                            line.last()
+                                .split_whitespace()
+                                .map(|c| c.split('=').next().unwrap_or(c).to_ascii_lowercase()),
+                        );
                         // `CAP * LS * :…` continues on the next line.
                         if line.params.len() >= 4 && line.param(2) == "*" {
                             continue;
@@ -242,7 +289,11 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
                         }
                     }
                     "ACK" => {
-                        let acked: Vec<String> = line.last().split_whitespace().map(|c| c.to_ascii_lowercase()).collect();
+                        let acked: Vec<String> = line
+                            .last()
+                            .split_whitespace()
+                            .map(|c| c.to_ascii_lowercase())
+                            .collect();
                         if sasl.is_some() && acked.iter().any(|c| c == "sasl") {
                             conn.queue("AUTHENTICATE PLAIN");
                         } else {
@@ -269,7 +320,15 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
                 conn.queue("CAP END");
                 cap_open = false;
             }
-            (_, Some(Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_SASLABORT | Response::ERR_NICKLOCKED)) => {
+            (
+                _,
+                Some(
+                    Response::ERR_SASLFAIL
+                    | Response::ERR_SASLTOOLONG
+                    | Response::ERR_SASLABORT
+                    | Response::ERR_NICKLOCKED,
+                ),
+            ) => {
                 tracing::warn!(user = %handle.local, network = %cfg.name, reply = %line.last(), "SASL authentication failed; connecting without it");
                 if cap_open {
                     conn.queue("CAP END");
@@ -283,9 +342,20 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
                 nick = line.param(0).to_string();
                 conn.flush().await.map_err(|e| e.to_string())?;
                 // ISUPPORT and the like follow at once; the session reads them.
-                return Ok(Registered { conn, nick, nickserv });
+                return Ok(Registered {
+                    conn,
+                    nick,
+                    nickserv,
+                });
             }
-            (_, Some(Response::ERR_NICKNAMEINUSE | Response::ERR_NICKCOLLISION | Response::ERR_UNAVAILRESOURCE)) => {
+            (
+                _,
+                Some(
+                    Response::ERR_NICKNAMEINUSE
+                    | Response::ERR_NICKCOLLISION
+                    | Response::ERR_UNAVAILRESOURCE,
+                ),
+            ) => {
                 collisions += 1;
                 if collisions > 50 {
                     return Err("no free nick".into());
@@ -296,8 +366,20 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
             (_, Some(Response::ERR_ERRONEOUSNICKNAME)) => {
                 collisions += 1;
                 // Too long or refused characters: a short, plain form.
-                let short: String = base.chars().filter(|c| c.is_ascii_alphanumeric()).take(6).collect();
-                nick = format!("{}{}", if short.is_empty() { "msn".into() } else { short }, collisions);
+                let short: String = base
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric())
+                    .take(6)
+                    .collect();
+                nick = format!(
+                    "{}{}",
+                    if short.is_empty() {
+                        "msn".into()
+                    } else {
+                        short
+                    },
+                    collisions
+                );
                 conn.queue(&format!("NICK {nick}"));
             }
             _ => {}
@@ -316,8 +398,13 @@ fn with_suffix(base: &str, n: u32) -> String {
 /// account): base64 in 400-byte pieces, and `+` after a last piece of
 /// exactly 400 bytes (or for an empty payload).
 pub fn sasl_plain_chunks(account: &str, password: &str) -> Vec<String> {
-    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{account}\0{account}\0{password}"));
-    let mut chunks: Vec<String> = payload.as_bytes().chunks(400).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let payload = base64::engine::general_purpose::STANDARD
+        .encode(format!("{account}\0{account}\0{password}"));
+    let mut chunks: Vec<String> = payload
+        .as_bytes()
+        .chunks(400)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     if payload.len() % 400 == 0 {
         chunks.push("+".into());
     }
@@ -402,7 +489,7 @@ impl Session {
             last_rx: now,
             keepalive_sent: false,
             next_poll: now,
-            away_sent: None,
+            away_sent: Some(None),
             stopping: None,
             nickserv: reg.nickserv,
         };
@@ -410,10 +497,15 @@ impl Session {
         s
     }
 
-    async fn run(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> End {
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> End {
         self.net.puppet_connection_changed();
         if let Some((account, password)) = self.nickserv.take() {
-            self.conn.queue(&format!("PRIVMSG NickServ :IDENTIFY {account} {password}"));
+            self.conn
+                .queue(&format!("PRIVMSG NickServ :IDENTIFY {account} {password}"));
         }
         self.sync_channels();
         let keepalive = self.net.shared.tuning.keepalive;
@@ -422,7 +514,8 @@ impl Session {
                 return End::Lost(e);
             }
             if let Some(since) = self.stopping
-                && (self.pending.is_empty() && self.inflight.is_empty() || since.elapsed() > Duration::from_secs(5))
+                && (self.pending.is_empty() && self.inflight.is_empty()
+                    || since.elapsed() > Duration::from_secs(5))
             {
                 self.quit("Signed out of MSN").await;
                 return End::Stopped;
@@ -498,7 +591,11 @@ impl Session {
     }
 
     fn next_wake(&self, keepalive: Duration) -> Instant {
-        let mut wake = if self.keepalive_sent { self.last_rx + keepalive * 2 } else { self.last_rx + keepalive };
+        let mut wake = if self.keepalive_sent {
+            self.last_rx + keepalive * 2
+        } else {
+            self.last_rx + keepalive
+        };
         wake = wake.min(self.next_poll);
         if !self.pending.is_empty() && self.tokens < 1.0 {
             let interval = self.net.shared.tuning.line_interval;
@@ -513,7 +610,8 @@ impl Session {
     fn refill(&mut self) {
         let tuning = &self.net.shared.tuning;
         let now = Instant::now();
-        let gained = now.duration_since(self.refilled).as_secs_f64() / tuning.line_interval.as_secs_f64().max(0.001);
+        let gained = now.duration_since(self.refilled).as_secs_f64()
+            / tuning.line_interval.as_secs_f64().max(0.001);
         self.tokens = (self.tokens + gained).min(f64::from(tuning.burst));
         self.refilled = now;
     }
@@ -536,7 +634,13 @@ impl Session {
         }
         if self.pending.is_empty() && self.db_dirty {
             self.db_dirty = false;
-            match self.net.shared.db.pending(&self.handle.local, &self.net.config.name, self.cursor, 200).await {
+            match self
+                .net
+                .shared
+                .db
+                .pending(&self.handle.local, &self.net.config.name, self.cursor, 200)
+                .await
+            {
                 Ok(rows) => {
                     if rows.len() == 200 {
                         self.db_dirty = true;
@@ -553,11 +657,13 @@ impl Session {
             }
         }
         while self.tokens >= 1.0 {
-            let Some(row) = self.pending.pop_front() else { break };
+            let Some(row) = self.pending.pop_front() else {
+                break;
+            };
             let Some(remote) = super::handle::parse(&row.contact, &self.net.config.name) else {
                 // Cannot happen for rows we wrote; drop loudly.
                 tracing::error!(contact = %row.contact, "queued IRC line for an invalid contact; discarding");
-                self.finish_rows(vec![row.clone()], Vec::new(), Vec::new()).await;
+                self.finish_rows(vec![row.clone()], Vec::new()).await;
                 continue;
             };
             let target = self.net.target_for(&remote);
@@ -581,10 +687,15 @@ impl Session {
                 self.conn.queue(&line);
                 self.tokens -= 1.0;
             }
-            self.inflight.push(Inflight { row, target: key, ack: self.next_ack });
+            self.inflight.push(Inflight {
+                row,
+                target: key,
+                ack: self.next_ack,
+            });
         }
         if !self.ack_outstanding && self.inflight.last().is_some_and(|i| i.ack == self.next_ack) {
-            self.conn.queue(&format!("PING :msngate-ack-{}", self.next_ack));
+            self.conn
+                .queue(&format!("PING :msngate-ack-{}", self.next_ack));
             self.ack_outstanding = true;
             self.next_ack += 1;
         }
@@ -597,7 +708,9 @@ impl Session {
         let mask = self.mask_len.unwrap_or(10 + 1 + 63);
         let prefix = 1 + self.nick.len() + 1 + mask + 1;
         let command = "PRIVMSG ".len() + target.len() + 2;
-        512usize.saturating_sub(2 + prefix + command + kind.overhead()).max(32)
+        512usize
+            .saturating_sub(2 + prefix + command + kind.overhead())
+            .max(32)
     }
 
     /// ISON for the watched nicks and held targets; USERHOST (away flags)
@@ -635,7 +748,11 @@ impl Session {
         match (line.command.as_str(), line.numeric()) {
             ("PING", _) => self.conn.queue(&format!("PONG :{}", line.last())),
             ("PONG", _) => {
-                if let Some(n) = line.last().strip_prefix("msngate-ack-").and_then(|n| n.parse::<u64>().ok()) {
+                if let Some(n) = line
+                    .last()
+                    .strip_prefix("msngate-ack-")
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
                     self.acknowledged(n).await;
                 }
             }
@@ -658,15 +775,21 @@ impl Session {
                 }
             }
             ("PART", _) if from_me => {
-                self.handle.state.lock().joined.remove(&irc_lower(line.param(0)));
+                self.handle
+                    .state
+                    .lock()
+                    .joined
+                    .remove(&irc_lower(line.param(0)));
             }
-            ("KICK", _) => {
-                if irc_lower(line.param(1)) == me {
-                    let chan = line.param(0).to_string();
-                    self.handle.state.lock().joined.remove(&irc_lower(&chan));
-                    let by = from.unwrap_or_default();
-                    self.net.notify_local(&self.handle.local, &Remote::Channel(irc_lower(&chan)), format!("{by} removed you from {chan}: {}", line.param(2)));
-                }
+            ("KICK", _) if irc_lower(line.param(1)) == me => {
+                let chan = line.param(0).to_string();
+                self.handle.state.lock().joined.remove(&irc_lower(&chan));
+                let by = from.unwrap_or_default();
+                self.net.notify_local(
+                    &self.handle.local,
+                    &Remote::Channel(irc_lower(&chan)),
+                    format!("{by} removed you from {chan}: {}", line.param(2)),
+                );
             }
             ("QUIT", _) => {
                 if let Some(nick) = from {
@@ -685,11 +808,20 @@ impl Session {
             }
             ("AWAY", _) => {
                 if let Some(nick) = from {
-                    self.net.observe(&nick, Some(true), Some(!line.params.is_empty() && !line.last().is_empty()));
+                    self.net.observe(
+                        &nick,
+                        Some(true),
+                        Some(!line.params.is_empty() && !line.last().is_empty()),
+                    );
                 }
             }
             (_, Some(Response::RPL_ISUPPORT)) => {
-                for token in &line.params[1..line.params.len().saturating_sub(1)] {
+                // `005 <me> TOKEN… :are supported`: neither end is a token.
+                let tokens = line
+                    .params
+                    .get(1..line.params.len().saturating_sub(1))
+                    .unwrap_or_default();
+                for token in tokens {
                     if token.starts_with("MONITOR") {
                         self.monitor = true;
                     }
@@ -697,12 +829,14 @@ impl Session {
             }
             (_, Some(Response::RPL_ISON)) => {
                 let asked = self.ison.pop_front().unwrap_or_default();
-                let online: HashSet<String> = line.last().split_whitespace().map(irc_lower).collect();
+                let online: HashSet<String> =
+                    line.last().split_whitespace().map(irc_lower).collect();
                 let mut here = Vec::new();
                 for nick in &asked {
                     let is_on = online.contains(&irc_lower(nick));
                     if self.net.is_watched_nick(nick) {
-                        self.net.observe(nick, Some(is_on), if is_on { None } else { Some(false) });
+                        self.net
+                            .observe(nick, Some(is_on), if is_on { None } else { Some(false) });
                     }
                     if is_on {
                         here.push(nick.clone());
@@ -710,7 +844,10 @@ impl Session {
                     }
                 }
                 // Away flags for those online (USERHOST takes five nicks).
-                let here: Vec<String> = here.into_iter().filter(|n| self.net.is_watched_nick(n)).collect();
+                let here: Vec<String> = here
+                    .into_iter()
+                    .filter(|n| self.net.is_watched_nick(n))
+                    .collect();
                 for group in here.chunks(5) {
                     self.conn.queue(&format!("USERHOST {}", group.join(" ")));
                 }
@@ -719,16 +856,23 @@ impl Session {
                 // `nick[*]=+user@host`: `-` instead of `+` means away.
                 for entry in line.last().split_whitespace() {
                     if let Some((nick, rest)) = entry.split_once('=') {
-                        self.net.observe(nick.trim_end_matches('*'), Some(true), Some(rest.starts_with('-')));
+                        self.net.observe(
+                            nick.trim_end_matches('*'),
+                            Some(true),
+                            Some(rest.starts_with('-')),
+                        );
                     }
                 }
             }
-            (_, Some(Response::RPL_AWAY)) => self.net.observe(line.param(1), Some(true), Some(true)),
+            (_, Some(Response::RPL_AWAY)) => {
+                self.net.observe(line.param(1), Some(true), Some(true))
+            }
             (_, Some(Response::RPL_MONONLINE | Response::RPL_MONOFFLINE)) => {
                 let online = line.numeric() == Some(Response::RPL_MONONLINE);
                 for entry in line.last().split(',') {
                     let nick = entry.split('!').next().unwrap_or(entry);
-                    self.net.observe(nick, Some(online), if online { None } else { Some(false) });
+                    self.net
+                        .observe(nick, Some(online), if online { None } else { Some(false) });
                     if online {
                         self.release_held(&irc_lower(nick));
                     }
@@ -736,16 +880,40 @@ impl Session {
             }
             (_, Some(Response::ERR_NOSUCHNICK)) => {
                 let target = line.param(1).to_string();
-                let failure = if target.starts_with(['#', '&', '!', '+']) { Failure::Refused(line.last().to_string()) } else { Failure::Absent };
+                let failure = if target.starts_with(['#', '&', '!', '+']) {
+                    Failure::Refused(line.last().to_string())
+                } else {
+                    Failure::Absent
+                };
                 self.failures.insert(irc_lower(&target), failure);
             }
-            (_, Some(Response::ERR_CANNOTSENDTOCHAN | Response::ERR_NOSUCHCHANNEL | Response::ERR_NOTONCHANNEL)) => {
-                self.failures.insert(irc_lower(line.param(1)), Failure::Refused(line.last().to_string()));
+            (
+                _,
+                Some(
+                    Response::ERR_CANNOTSENDTOCHAN
+                    | Response::ERR_NOSUCHCHANNEL
+                    | Response::ERR_NOTONCHANNEL,
+                ),
+            ) => {
+                self.failures.insert(
+                    irc_lower(line.param(1)),
+                    Failure::Refused(line.last().to_string()),
+                );
             }
-            (_, Some(Response::ERR_BANNEDFROMCHAN | Response::ERR_INVITEONLYCHAN | Response::ERR_BADCHANNELKEY | Response::ERR_CHANNELISFULL | Response::ERR_TOOMANYCHANNELS)) => {
+            (
+                _,
+                Some(
+                    Response::ERR_BANNEDFROMCHAN
+                    | Response::ERR_INVITEONLYCHAN
+                    | Response::ERR_BADCHANNELKEY
+                    | Response::ERR_CHANNELISFULL
+                    | Response::ERR_TOOMANYCHANNELS,
+                ),
+            ) => {
                 let chan = irc_lower(line.param(1));
                 self.join_requested.remove(&chan);
-                self.failures.insert(chan, Failure::Refused(line.last().to_string()));
+                self.failures
+                    .insert(chan, Failure::Refused(line.last().to_string()));
             }
             _ => {}
         }
@@ -770,7 +938,13 @@ impl Session {
                     content = args.to_string();
                 }
                 "VERSION" => {
-                    self.ctcp_reply(nick, &format!("VERSION msngate {} (MSN Messenger gateway)", env!("CARGO_PKG_VERSION")));
+                    self.ctcp_reply(
+                        nick,
+                        &format!(
+                            "VERSION msngate {} (MSN Messenger gateway)",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    );
                     return;
                 }
                 "PING" => {
@@ -794,9 +968,14 @@ impl Session {
             (false, false) => content,
         };
         if channel {
-            self.net.incoming(&self.handle.local, &Remote::Channel(irc_lower(target)), nick, shown, None);
+            self.net.incoming(
+                &self.handle.local,
+                &Remote::Channel(irc_lower(target)),
+                shown,
+            );
         } else {
-            self.net.incoming_from_nick(&self.handle.local, nick, shown, !notice);
+            self.net
+                .incoming_from_nick(&self.handle.local, nick, shown, !notice);
         }
     }
 
@@ -824,7 +1003,9 @@ impl Session {
     /// The server processed everything up to ack `n`: settle those rows.
     async fn acknowledged(&mut self, n: u64) {
         self.ack_outstanding = false;
-        let (done, rest): (Vec<Inflight>, Vec<Inflight>) = std::mem::take(&mut self.inflight).into_iter().partition(|i| i.ack <= n);
+        let (done, rest): (Vec<Inflight>, Vec<Inflight>) = std::mem::take(&mut self.inflight)
+            .into_iter()
+            .partition(|i| i.ack <= n);
         self.inflight = rest;
         let failures = std::mem::take(&mut self.failures);
         let mut delivered = Vec::new();
@@ -849,11 +1030,11 @@ impl Session {
             }
             self.held.entry(target).or_default().push(row);
         }
-        self.finish_rows(delivered, refused, Vec::new()).await;
+        self.finish_rows(delivered, refused).await;
     }
 
     /// Deletes settled rows; tells the MSN user about refused ones.
-    async fn finish_rows(&mut self, delivered: Vec<OutRow>, refused: Vec<(OutRow, String)>, _unused: Vec<OutRow>) {
+    async fn finish_rows(&mut self, delivered: Vec<OutRow>, refused: Vec<(OutRow, String)>) {
         let mut ids: Vec<i64> = delivered.iter().map(|r| r.id).collect();
         let mut told = HashSet::new();
         for (row, reason) in &refused {
@@ -865,7 +1046,11 @@ impl Session {
                 self.net.notify_local(
                     &self.handle.local,
                     &remote,
-                    format!("Not delivered to {}: {reason}. Undelivered text: {}", self.net.target_for(&remote), row.body),
+                    format!(
+                        "Not delivered to {}: {reason}. Undelivered text: {}",
+                        self.net.target_for(&remote),
+                        row.body
+                    ),
                 );
             }
         }
@@ -874,7 +1059,9 @@ impl Session {
         }
         match self.net.shared.db.delete_out(&ids).await {
             Ok(()) => self.net.queue_settled(ids.len()),
-            Err(e) => tracing::error!(error = %e, "cannot delete delivered IRC lines; they may be sent again"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot delete delivered IRC lines; they may be sent again")
+            }
         }
     }
 
@@ -891,14 +1078,20 @@ impl Session {
         }
         for chan in joined.difference(&want) {
             if !self.net.has_chat(&self.handle.local, chan) {
-                self.conn.queue(&format!("PART {chan} :Removed from the MSN contact list"));
+                self.conn
+                    .queue(&format!("PART {chan} :Removed from the MSN contact list"));
             }
         }
     }
 }
 
 /// The presence an IRC user shows to MSN.
-pub fn remote_presence(handle: &str, nick: &str, online: bool, away: bool) -> crate::core::presence::Presence {
+pub fn remote_presence(
+    handle: &str,
+    nick: &str,
+    online: bool,
+    away: bool,
+) -> crate::core::presence::Presence {
     use crate::core::presence::{Presence, Status};
     Presence {
         handle: handle.into(),
@@ -921,7 +1114,10 @@ mod tests {
     #[test]
     fn sasl_chunks() {
         let c = sasl_plain_chunks("alice", "pw");
-        assert_eq!(c, [base64::engine::general_purpose::STANDARD.encode("alice\0alice\0pw")]);
+        assert_eq!(
+            c,
+            [base64::engine::general_purpose::STANDARD.encode("alice\0alice\0pw")]
+        );
         // 300 raw bytes → 400 base64 bytes exactly → a trailing "+".
         let account = "a".repeat(148);
         let c = sasl_plain_chunks(&account, "pw");
@@ -936,7 +1132,10 @@ mod tests {
     #[test]
     fn nicks_and_backoff() {
         assert_eq!(nick_for("{local}|msn", "alice@example.com"), "alice|msn");
-        assert_eq!(nick_for("{local}|msn", "j.doe+x@example.com"), "j_doe_x|msn");
+        assert_eq!(
+            nick_for("{local}|msn", "j.doe+x@example.com"),
+            "j_doe_x|msn"
+        );
         assert_eq!(nick_for("{local}", "42@example.com"), "m42");
         assert_eq!(with_suffix("alice|msn", 2), "alice|msn2");
         for n in 1..20 {

@@ -20,7 +20,11 @@ impl LineKind {
     }
 
     pub fn from_stored(s: &str) -> LineKind {
-        if s == "action" { LineKind::Action } else { LineKind::Privmsg }
+        if s == "action" {
+            LineKind::Action
+        } else {
+            LineKind::Privmsg
+        }
     }
 
     /// Bytes the kind adds around the text (`\x01ACTION …\x01`).
@@ -37,7 +41,11 @@ impl LineKind {
 pub enum FromMsn {
     /// Text to send: the kind, the text (may contain line breaks; split
     /// later) and IRC formatting codes to put at the start of every line.
-    Text { kind: LineKind, text: String, style: String },
+    Text {
+        kind: LineKind,
+        text: String,
+        style: String,
+    },
     /// Something a person sent that IRC cannot carry; the sender is told.
     Unsupported(&'static str),
     /// Protocol chatter (typing, caps, keep-alives): nothing to do.
@@ -48,9 +56,16 @@ pub enum FromMsn {
 pub fn from_msn(payload: &[u8]) -> FromMsn {
     match mime::classify(payload) {
         PayloadKind::Text => {
-            let Some(msg) = MimeMessage::parse(payload) else { return FromMsn::Ignore };
-            let Some(text) = mime::text_body(&msg) else { return FromMsn::Ignore };
-            let style = msg.header("X-MMS-IM-Format").map(|v| irc_style(&ImFormat::parse(v))).unwrap_or_default();
+            let Some(msg) = MimeMessage::parse(payload) else {
+                return FromMsn::Ignore;
+            };
+            let Some(text) = mime::text_body(&msg) else {
+                return FromMsn::Ignore;
+            };
+            let style = msg
+                .header("X-MMS-IM-Format")
+                .map(|v| irc_style(&ImFormat::parse(v)))
+                .unwrap_or_default();
             // MSN has no emote; Pidgin and habit write "/me does".
             let (kind, text) = match text.strip_prefix("/me ") {
                 Some(rest) => (LineKind::Action, rest.to_string()),
@@ -61,7 +76,11 @@ pub fn from_msn(payload: &[u8]) -> FromMsn {
             }
             FromMsn::Text { kind, text, style }
         }
-        PayloadKind::Nudge => FromMsn::Text { kind: LineKind::Action, text: "nudges you".into(), style: String::new() },
+        PayloadKind::Nudge => FromMsn::Text {
+            kind: LineKind::Action,
+            text: "nudges you".into(),
+            style: String::new(),
+        },
         PayloadKind::Invite => FromMsn::Unsupported("file transfers and other invitations"),
         PayloadKind::Ink => FromMsn::Unsupported("handwriting"),
         PayloadKind::Datacast => FromMsn::Unsupported("winks and voice clips"),
@@ -74,7 +93,12 @@ pub fn from_msn(payload: &[u8]) -> FromMsn {
 /// carried: most MSN users pick one, and IRC readers would see it on every line).
 fn irc_style(format: &ImFormat) -> String {
     let mut s = String::new();
-    for (on, code) in [(format.bold, '\x02'), (format.italic, '\x1d'), (format.underline, '\x1f'), (format.strike, '\x1e')] {
+    for (on, code) in [
+        (format.bold, '\x02'),
+        (format.italic, '\x1d'),
+        (format.underline, '\x1f'),
+        (format.strike, '\x1e'),
+    ] {
         if on {
             s.push(code);
         }
@@ -154,7 +178,9 @@ pub fn ctcp(text: &str) -> Option<(String, &str)> {
 
 /// Removes characters that would end or corrupt an IRC line.
 pub fn line_safe(text: &str) -> String {
-    text.chars().filter(|&c| c != '\r' && c != '\n' && c != '\0').collect()
+    text.chars()
+        .filter(|&c| c != '\r' && c != '\n' && c != '\0')
+        .collect()
 }
 
 /// Splits `text` into pieces of at most `budget` bytes: first at line
@@ -178,7 +204,11 @@ pub fn split(text: &str, budget: usize) -> Vec<String> {
                 cut -= 1;
             }
             // Prefer the last space at or before the budget.
-            let space = if rest.as_bytes()[cut] == b' ' { Some(cut) } else { rest[..cut].rfind(' ') };
+            let space = if rest.as_bytes()[cut] == b' ' {
+                Some(cut)
+            } else {
+                rest[..cut].rfind(' ')
+            };
             let (piece, next) = match space {
                 Some(space) if space > 0 => (&rest[..space], &rest[space + 1..]),
                 _ => (&rest[..cut], &rest[cut..]),
@@ -199,7 +229,10 @@ mod tests {
 
     #[test]
     fn strips_irc_codes() {
-        assert_eq!(strip_formatting("\x02bold\x02 \x0304,12red\x03 \x1ditalic\x0f x\x0399"), "bold red italic x");
+        assert_eq!(
+            strip_formatting("\x02bold\x02 \x0304,12red\x03 \x1ditalic\x0f x\x0399"),
+            "bold red italic x"
+        );
         assert_eq!(strip_formatting("\x031,2 and \x03,x"), " and ,x");
         assert_eq!(strip_formatting("\x04ff0000,00ff00hex\x04"), "hex");
         assert_eq!(strip_formatting("plain ünïcode"), "plain ünïcode");
@@ -226,17 +259,43 @@ mod tests {
     #[test]
     fn msn_payloads() {
         let p = mime::text_message("/me waves", None);
-        assert_eq!(from_msn(&p), FromMsn::Text { kind: LineKind::Action, text: "waves".into(), style: String::new() });
-        let bold = ImFormat { bold: true, ..ImFormat::default() };
+        assert_eq!(
+            from_msn(&p),
+            FromMsn::Text {
+                kind: LineKind::Action,
+                text: "waves".into(),
+                style: String::new()
+            }
+        );
+        let bold = ImFormat {
+            bold: true,
+            ..ImFormat::default()
+        };
         let p = mime::text_message("hi", Some(&bold));
-        assert_eq!(from_msn(&p), FromMsn::Text { kind: LineKind::Privmsg, text: "hi".into(), style: "\x02".into() });
+        assert_eq!(
+            from_msn(&p),
+            FromMsn::Text {
+                kind: LineKind::Privmsg,
+                text: "hi".into(),
+                style: "\x02".into()
+            }
+        );
         assert_eq!(from_msn(&mime::typing_message("a@b.c")), FromMsn::Ignore);
-        assert!(matches!(from_msn(&mime::nudge_message()), FromMsn::Text { kind: LineKind::Action, .. }));
+        assert!(matches!(
+            from_msn(&mime::nudge_message()),
+            FromMsn::Text {
+                kind: LineKind::Action,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn ctcp_parsing() {
-        assert_eq!(ctcp("\x01ACTION waves\x01"), Some(("ACTION".into(), "waves")));
+        assert_eq!(
+            ctcp("\x01ACTION waves\x01"),
+            Some(("ACTION".into(), "waves"))
+        );
         assert_eq!(ctcp("\x01version\x01"), Some(("VERSION".into(), "")));
         assert_eq!(ctcp("hello"), None);
         assert_eq!(decode_line(b"caf\xe9"), "café");

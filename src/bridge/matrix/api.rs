@@ -77,6 +77,8 @@ impl ApiError {
 /// Who a request acts as.
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
+    /// No token at all (public endpoints such as `/versions`).
+    Anonymous,
     /// The bridge bot (`sender_localpart`).
     Bot,
     /// A user in the appservice namespace (a ghost), by identity assertion.
@@ -136,7 +138,7 @@ impl Homeserver {
 
     /// Learns which API versions the homeserver speaks (`GET /versions`).
     pub async fn discover_versions(&self) -> Result<(), ApiError> {
-        let response = self.send(ruma::api::client::discovery::get_supported_versions::Request::new(), Actor::Bot).await?;
+        let response = self.send(ruma::api::client::discovery::get_supported_versions::Request::new(), Actor::Anonymous).await?;
         let versions = SupportedVersions::from_parts(&response.versions, &response.unstable_features);
         if !versions.versions.is_empty() {
             *self.versions.write() = versions;
@@ -154,6 +156,7 @@ impl Homeserver {
             let versions = self.versions.read().clone();
             let input = <R::PathBuilder as PathInput>::input(&versions);
             let (token, identity) = match actor {
+                Actor::Anonymous => (SendAccessToken::None, AppserviceUserIdentity::default()),
                 Actor::Bot => (SendAccessToken::Appservice(&self.as_token), AppserviceUserIdentity::default()),
                 Actor::Ghost(user) => (SendAccessToken::Appservice(&self.as_token), AppserviceUserIdentity::new(user)),
                 Actor::Token(token) => (SendAccessToken::IfRequired(token), AppserviceUserIdentity::default()),

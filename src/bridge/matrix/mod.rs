@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     ghost_names: Mutex<HashMap<String, Option<String>>>,
     /// Serialises the registration of one ghost.
     ghost_lock: tokio::sync::Mutex<()>,
+    /// One Matrix event handled at a time (transactions and backfill), so
+    /// the processed-event check and the handling cannot interleave.
+    events_lock: tokio::sync::Mutex<()>,
     /// Presence each online ghost must show; `dirty` ones are sent at once.
     presence: Mutex<HashMap<String, (GhostPresence, bool)>>,
     presence_wake: Notify,
@@ -209,6 +212,7 @@ pub async fn start(config: &MatrixConfig, hub: Arc<Hub>, metrics: Arc<Metrics>, 
         chats: chats::Chats::default(),
         ghost_names: Mutex::new(HashMap::new()),
         ghost_lock: tokio::sync::Mutex::new(()),
+        events_lock: tokio::sync::Mutex::new(()),
         presence: Mutex::new(HashMap::new()),
         presence_wake: Notify::new(),
         remote: Mutex::new(HashMap::new()),

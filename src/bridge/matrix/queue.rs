@@ -365,6 +365,7 @@ impl Inner {
             }
             Job::Join { room, local, direct_with } => {
                 self.join_ghost(room, local).await?;
+                self.backfill(room, local).await;
                 if let Some(remote) = direct_with {
                     self.add_direct(local, remote, room).await;
                 }
@@ -390,6 +391,34 @@ impl Inner {
         self.hs.send(request, Actor::Ghost(&ghost)).await?;
         self.db.add_member(room, local).await.map_err(Self::db_err)?;
         Ok(())
+    }
+
+    /// Messages sent to a room before the ghost joined never reached the
+    /// appservice (the homeserver sends a room's events only once one of our
+    /// users is in it): read them now. Handled ones are skipped by event id.
+    async fn backfill(self: &Arc<Self>, room: &str, local: &str) {
+        let result: Result<(), ApiError> = async {
+            let ghost = self.ensure_ghost(local).await?;
+            let mut request = message::get_message_events::v3::Request::backward(Self::room_id(room)?);
+            request.limit = ruma::UInt::from(50u32);
+            let response = self.hs.send(request, Actor::Ghost(&ghost)).await?;
+            let _turn = self.events_lock.lock().await;
+            for raw in response.chunk.iter().rev() {
+                let Ok(mut event) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else { continue };
+                if event.get("type").and_then(|t| t.as_str()) != Some("m.room.message") {
+                    continue;
+                }
+                if event.get("room_id").is_none() {
+                    event["room_id"] = room.into();
+                }
+                self.handle_event(&event).await.map_err(Self::db_err)?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%room, %local, error = %e, "cannot read the messages sent before the ghost joined");
+        }
     }
 
     /// The room a target names, creating the direct chat if there is none.

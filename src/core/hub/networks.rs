@@ -153,6 +153,7 @@ impl Hub {
             } else if let Some(set) = watchers.get_mut(handle) {
                 set.remove(&session.handle);
             }
+            outcome.joined_forward = adding && changes.iter().any(|c| matches!(c, Change::AddLists { bits, .. } if bits & crate::core::roster::FORWARD != 0));
             outcome.contact_presence = resolved.filter(|p| p.status.is_visible());
         }
         Ok(outcome)

@@ -50,14 +50,10 @@ impl NsConnection {
                 self.conn.send_line(&format!("URL {trid} /cgi-bin/HoTMaiL {base}/ 2"));
                 Flow::Continue
             }
-            "SND" if !d.has_phone_properties() => {
-                self.conn.send_line(&format!("SND {trid} OK"));
-                Flow::Continue
-            }
-            "SDC" if d.has_phone_properties() => {
-                self.conn.send_line(&format!("SDC {trid} OK"));
-                Flow::Continue
-            }
+            // E-mail invitations to people without an account: msngate sends
+            // no mail, but a malformed address is still the client's error.
+            "SND" if !d.has_phone_properties() => self.invite_by_mail("SND", trid, &cmd),
+            "SDC" if d.has_phone_properties() => self.invite_by_mail("SDC", trid, &cmd),
             "GCF" if d.has_personal_message() => {
                 if !self.synced {
                     return self.reply_error(ErrorCode::NotExpected, trid);
@@ -79,6 +75,16 @@ impl NsConnection {
                 tracing::info!(peer = %self.conn.peer, command = %other, dialect = %d, "closing: unknown command");
                 Flow::Close
             }
+        }
+    }
+
+    fn invite_by_mail(&mut self, name: &str, trid: u32, cmd: &Command) -> Flow {
+        match cmd.arg(1).and_then(crate::core::handle::normalize) {
+            Some(_) => {
+                self.conn.send_line(&format!("{name} {trid} OK"));
+                Flow::Continue
+            }
+            None => self.reply_error(ErrorCode::InvalidParameter, trid),
         }
     }
 

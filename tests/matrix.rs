@@ -1,0 +1,743 @@
+//! The Matrix bridge against a real Synapse (scripts/services/synapse.sh):
+//! MSN clients over TCP on one side, a real Matrix user driven over
+//! Synapse's client-server API on the other.
+//!
+//! Needs `MSNGATE_TEST_SYNAPSE_URL` and friends (`MSNGATE_TEST_SYNAPSE=1
+//! scripts/test.sh`). Without them the tests skip, except under CI, where
+//! that is a failure. The registration Synapse loaded sends transactions to
+//! 127.0.0.1:29320, so the tests take turns on that port.
+
+mod common;
+
+use common::*;
+use msngate::bridge::matrix::{self, ids};
+use msngate::config::MatrixConfig;
+use serde_json::{Value, json};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const PW: &str = "s3cret!";
+/// Synapse delivers within ~0.1 s; the queue backs off for up to 30 s after
+/// a homeserver restart.
+const MATRIX_WAIT: Duration = Duration::from_secs(20);
+
+/// One test at a time owns the appservice port.
+static TURN: Mutex<()> = Mutex::new(());
+
+struct SynapseEnv {
+    url: String,
+    dir: String,
+    secret: String,
+    server_name: String,
+    python: String,
+    registration: String,
+}
+
+fn synapse_env() -> Option<SynapseEnv> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        get("MSNGATE_TEST_SYNAPSE_URL"),
+        get("MSNGATE_TEST_SYNAPSE_DIR"),
+        get("MSNGATE_TEST_SYNAPSE_SHARED_SECRET"),
+        get("MSNGATE_TEST_AS_REGISTRATION"),
+        get("MSNGATE_TEST_SYNAPSE_PYTHON"),
+    ) {
+        (Some(url), Some(dir), Some(secret), Some(registration), Some(python)) => Some(SynapseEnv {
+            url,
+            dir,
+            secret,
+            server_name: get("MSNGATE_TEST_SYNAPSE_SERVER_NAME").unwrap_or_else(|| "localhost".into()),
+            python,
+            registration,
+        }),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI must run the Matrix tests: MSNGATE_TEST_SYNAPSE_* is not set (run them with MSNGATE_TEST_SYNAPSE=1 scripts/test.sh)")
+        }
+        _ => {
+            eprintln!("skipped: no Synapse (MSNGATE_TEST_SYNAPSE_URL unset); run with MSNGATE_TEST_SYNAPSE=1 scripts/test.sh");
+            None
+        }
+    }
+}
+
+fn suffix() -> String {
+    msngate::core::tickets::random_hex()[..8].to_string()
+}
+
+fn bridge_config(env: &SynapseEnv) -> MatrixConfig {
+    MatrixConfig {
+        homeserver_url: env.url.clone(),
+        server_name: env.server_name.clone(),
+        registration: env.registration.clone().into(),
+        listen: "127.0.0.1:29320".parse().expect("address"),
+        appservice_url: None,
+        ghost_localpart_template: "_msn_{handle}".into(),
+        bot_localpart: "_msn_bot".into(),
+    }
+}
+
+/// msngate with its Matrix bridge.
+struct World {
+    server: TestServer,
+    bridge: matrix::MatrixBridge,
+    stop: watch::Sender<bool>,
+    server_name: String,
+}
+
+impl World {
+    /// Starts msngate after creating `users` (handle, nickname), so their
+    /// ghosts are registered at bridge start.
+    async fn start(env: &SynapseEnv, users: &[(&str, &str)]) -> World {
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+        }
+        let server = start().await;
+        for (handle, nick) in users {
+            server.add_user(handle, PW, nick).await;
+        }
+        let (stop, rx) = watch::channel(false);
+        let bridge = matrix::start(&bridge_config(env), server.running.hub.clone(), server.running.metrics.clone(), rx).await.expect("bridge starts");
+        let deadline = Instant::now() + MATRIX_WAIT;
+        while !bridge.is_ready() {
+            assert!(Instant::now() < deadline, "bridge not ready: {:?}", bridge.problem());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        World { server, bridge, stop, server_name: env.server_name.clone() }
+    }
+
+    fn ghost(&self, handle: &str) -> String {
+        format!("@_msn_{}:{}", handle.replace('@', "=40"), self.server_name)
+    }
+
+    async fn stop(self) {
+        self.bridge.flush(Duration::from_secs(10)).await;
+        assert_eq!(self.bridge.queue_len(), 0, "every Matrix request was sent");
+        let _ = self.stop.send(true);
+        self.bridge.stopped().await;
+        self.server.running.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+// ---------------------------------------------------------------- Matrix side
+
+/// A real Matrix user, over the client-server API.
+struct MxUser {
+    id: String,
+    token: String,
+    base: String,
+    http: reqwest::Client,
+    since: Option<String>,
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+async fn request(http: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut r = http.request(method, url);
+    if let Some(t) = token {
+        r = r.header("Authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        r = r.header("Content-Type", "application/json").body(b.to_string());
+    }
+    let response = r.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+impl MxUser {
+    /// Registers through the shared-secret admin API.
+    async fn register(env: &SynapseEnv, name: &str) -> MxUser {
+        use hmac::{KeyInit, Mac};
+        let http = http();
+        let url = format!("{}/_synapse/admin/v1/register", env.url);
+        let (_, nonce) = request(&http, reqwest::Method::GET, &url, None, None).await;
+        let nonce = nonce["nonce"].as_str().expect("nonce").to_string();
+        let password = "mxpass-1";
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(env.secret.as_bytes()).expect("key");
+        mac.update(format!("{nonce}\0{name}\0{password}\0notadmin").as_bytes());
+        let mac = hex::encode(mac.finalize().into_bytes());
+        let (status, body) = request(&http, reqwest::Method::POST, &url, None, Some(json!({"nonce": nonce, "username": name, "password": password, "admin": false, "mac": mac}))).await;
+        assert_eq!(status, 200, "register {name}: {body}");
+        MxUser {
+            id: body["user_id"].as_str().expect("user_id").into(),
+            token: body["access_token"].as_str().expect("token").into(),
+            base: env.url.clone(),
+            http,
+            since: None,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        request(&self.http, method, &format!("{}{path}", self.base), Some(&self.token), body).await
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    fn handle(&self) -> String {
+        ids::contact_handle(&self.id).expect("contact handle")
+    }
+
+    async fn set_presence(&self, presence: &str, status_msg: &str) {
+        self.ok(reqwest::Method::PUT, &format!("/_matrix/client/v3/presence/{}/status", enc(&self.id)), Some(json!({"presence": presence, "status_msg": status_msg}))).await;
+    }
+
+    async fn set_name(&self, name: &str) {
+        self.ok(reqwest::Method::PUT, &format!("/_matrix/client/v3/profile/{}/displayname", enc(&self.id)), Some(json!({"displayname": name}))).await;
+    }
+
+    async fn presence_of(&self, user: &str) -> Value {
+        self.call(reqwest::Method::GET, &format!("/_matrix/client/v3/presence/{}/status", enc(user)), None).await.1
+    }
+
+    async fn name_of(&self, user: &str) -> Option<String> {
+        let (status, v) = self.call(reqwest::Method::GET, &format!("/_matrix/client/v3/profile/{}/displayname", enc(user)), None).await;
+        (status == 200).then(|| v["displayname"].as_str().map(str::to_string)).flatten()
+    }
+
+    async fn join(&self, room: &str) {
+        self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/rooms/{}/join", enc(room)), Some(json!({}))).await;
+    }
+
+    async fn create_room(&self, invite: &str, direct: bool) -> String {
+        let body = if direct {
+            json!({"invite": [invite], "is_direct": true, "preset": "trusted_private_chat"})
+        } else {
+            json!({"invite": [invite], "name": "Party", "preset": "private_chat"})
+        };
+        self.ok(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await["room_id"].as_str().expect("room").to_string()
+    }
+
+    async fn send(&self, room: &str, content: Value) -> String {
+        let txn = suffix();
+        let v = self.ok(reqwest::Method::PUT, &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)), Some(content)).await;
+        v["event_id"].as_str().expect("event id").to_string()
+    }
+
+    async fn typing(&self, room: &str, typing: bool) {
+        self.ok(reqwest::Method::PUT, &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(room), enc(&self.id)), Some(json!({"typing": typing, "timeout": 20000}))).await;
+    }
+
+    /// Messages in `room`, oldest first.
+    async fn messages(&self, room: &str) -> Vec<Value> {
+        let v = self.ok(reqwest::Method::GET, &format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(room)), None).await;
+        let mut events: Vec<Value> = v["chunk"].as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["type"] == "m.room.message").collect();
+        events.reverse();
+        events
+    }
+
+    /// Polls `room` until `pred` holds for its messages.
+    async fn wait_messages(&self, room: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + MATRIX_WAIT * 2;
+        loop {
+            let m = self.messages(room).await;
+            if pred(&m) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "Matrix never showed {what}; messages: {m:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn sync(&mut self) -> Value {
+        let mut path = "/_matrix/client/v3/sync?timeout=1000".to_string();
+        if let Some(s) = &self.since {
+            path.push_str(&format!("&since={}", enc(s)));
+        }
+        let v = self.ok(reqwest::Method::GET, &path, None).await;
+        self.since = v["next_batch"].as_str().map(str::to_string);
+        v
+    }
+
+    /// Syncs until `find` returns something.
+    async fn sync_until<T>(&mut self, what: &str, find: impl Fn(&Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + MATRIX_WAIT;
+        loop {
+            let v = self.sync().await;
+            if let Some(t) = find(&v) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "sync never showed {what}");
+        }
+    }
+
+    /// Waits for an invitation from `inviter` and accepts it; returns the room.
+    async fn accept_invite_from(&mut self, inviter: &str) -> String {
+        let inviter = inviter.to_string();
+        let room = self
+            .sync_until("an invitation", |v| {
+                v["rooms"]["invite"].as_object()?.iter().find_map(|(room, r)| {
+                    r["invite_state"]["events"].as_array()?.iter().any(|e| e["type"] == "m.room.member" && e["sender"] == inviter.as_str()).then(|| room.clone())
+                })
+            })
+            .await;
+        self.join(&room).await;
+        room
+    }
+}
+
+async fn poll<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + MATRIX_WAIT;
+    loop {
+        if let Some(t) = f().await {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------- MSN side
+
+/// Signs in, synchronises the lists and goes online.
+async fn msn_online(world: &World, handle: &str, dialect: u8) -> Client {
+    let mut c = sign_in(&world.server, dialect, handle, PW).await;
+    let t = c.next();
+    c.send(&format!("SYN {t} {}", if dialect >= 10 { "0 0" } else { "0" })).await;
+    while c.recv_within(Duration::from_millis(300)).await.is_some() {}
+    let t = c.next();
+    c.send(&format!("CHG {t} NLN 0")).await;
+    c.expect(&format!("CHG {t} NLN 0")).await;
+    c
+}
+
+/// Receives until a command named `name` whose first argument is `arg0`.
+async fn recv_for(c: &mut Client, name: &str, arg0: &str) -> msnp::codec::Command {
+    loop {
+        let cmd = c.recv().await;
+        if cmd.name == name && cmd.args.first().map(String::as_str) == Some(arg0) {
+            return cmd;
+        }
+    }
+}
+
+/// Opens a switchboard session and calls `contact` into it.
+async fn chat_with(c: &mut Client, me: &str, contact: &str) -> Client {
+    let t = c.next();
+    c.send(&format!("XFR {t} SB")).await;
+    let xfr = c.recv_named("XFR").await;
+    let mut sb = Client::connect(xfr.args[2].parse().expect("sb address")).await;
+    sb.send(&format!("USR 1 {me} {}", xfr.args[4])).await;
+    assert_eq!(sb.recv().await.args[1], "OK");
+    sb.send(&format!("CAL 2 {contact}")).await;
+    let cal = sb.recv().await;
+    assert_eq!((cal.name.as_str(), cal.args[1].as_str()), ("CAL", "RINGING"), "{}", render(&cal));
+    let joi = sb.recv_named("JOI").await;
+    assert_eq!(joi.args[0], contact);
+    sb
+}
+
+/// Answers an `RNG` and returns the switchboard connection after `ANS OK`
+/// and the participants (`IRO`).
+async fn answer(c: &mut Client, me: &str) -> (Client, Vec<String>) {
+    let rng = c.recv_named("RNG").await;
+    let mut sb = Client::connect(rng.args[1].parse().expect("sb address")).await;
+    sb.send(&format!("ANS 1 {me} {} {}", rng.args[3], rng.args[0])).await;
+    let mut iro = Vec::new();
+    loop {
+        let cmd = sb.recv().await;
+        match cmd.name.as_str() {
+            "IRO" => iro.push(cmd.args[3].clone()),
+            "ANS" => return (sb, iro),
+            other => panic!("unexpected {other} before ANS OK"),
+        }
+    }
+}
+
+/// The next text message on a switchboard: (sender, text, format header).
+async fn next_text(sb: &mut Client) -> (String, String, String) {
+    loop {
+        let cmd = sb.recv_named("MSG").await;
+        let payload = cmd.payload.clone().expect("payload");
+        let Some(m) = msnp::mime::MimeMessage::parse(&payload) else { continue };
+        if let Some(text) = msnp::mime::text_body(&m) {
+            return (cmd.args[0].clone(), text, m.header("X-MMS-IM-Format").unwrap_or("").to_string());
+        }
+    }
+}
+
+async fn send_text(sb: &mut Client, trid: u32, text: &str, format: Option<&msnp::mime::ImFormat>) {
+    sb.send_payload(&format!("MSG {trid} A"), &msnp::mime::text_message(text, format)).await;
+    let ack = sb.recv().await;
+    assert_eq!(render(&ack), format!("ACK {trid}"), "message {text:?} accepted");
+}
+
+/// An MSN user adds a Matrix user; the Matrix user accepts the direct chat.
+async fn befriend(c: &mut Client, mx: &mut MxUser, ghost: &str) -> String {
+    let handle = mx.handle();
+    let t = c.next();
+    c.send(&format!("ADC {t} FL N={handle} F={handle}")).await;
+    let reply = c.recv_named("ADC").await;
+    assert_eq!(&reply.args[..3], [t.to_string(), "FL".into(), format!("N={handle}")]);
+    mx.accept_invite_from(ghost).await
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn presence_and_names_both_ways() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let alice = format!("alice{}@example.com", suffix());
+    let world = World::start(&env, &[(&alice, "Alice")]).await;
+    let ghost = world.ghost(&alice);
+    let mut bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+
+    // The ghost exists from the start, named like the MSN user.
+    poll("the ghost's name", async || (bob.name_of(&ghost).await.as_deref() == Some("Alice")).then_some(())).await;
+
+    let mut a = msn_online(&world, &alice, 11).await;
+    befriend(&mut a, &mut bob, &ghost).await;
+    let bob_handle = bob.handle();
+    let caps = ids::MATRIX_CAPABILITIES.to_string();
+
+    // Matrix → MSN: presence, status message, display name.
+    bob.set_presence("online", "at work").await;
+    let nln = recv_for(&mut a, "NLN", "NLN").await;
+    assert_eq!(nln.args[1..], [bob_handle.clone(), bob.id[1..bob.id.find(':').unwrap()].to_string(), caps.clone()]);
+    let ubx = a.recv_named("UBX").await;
+    assert!(String::from_utf8_lossy(ubx.payload.as_deref().unwrap_or_default()).contains("<PSM>at work</PSM>"), "{ubx:?}");
+    bob.set_presence("unavailable", "").await;
+    recv_for(&mut a, "NLN", "AWY").await;
+    bob.set_name("Bobby ✓").await;
+    let nln = a.recv_named("NLN").await;
+    assert_eq!(nln.args[2], msnp::urlenc::encode("Bobby ✓"));
+
+    // MSN → Matrix: status, personal message, friendly name.
+    let presence = async |want: &str, msg: Option<&str>| {
+        poll(&format!("ghost presence {want} {msg:?}"), async || {
+            let p = bob.presence_of(&ghost).await;
+            (p["presence"] == want && p["status_msg"].as_str() == msg).then_some(())
+        })
+        .await
+    };
+    presence("online", None).await;
+    let t = a.next();
+    a.send(&format!("CHG {t} AWY 0")).await;
+    a.recv_named("CHG").await;
+    presence("unavailable", None).await;
+    let t = a.next();
+    a.send_payload(&format!("UUX {t}"), b"<Data><PSM>lunch \xe2\x9c\x93</PSM><CurrentMedia></CurrentMedia></Data>").await;
+    a.recv_named("UUX").await;
+    presence("unavailable", Some("lunch ✓")).await;
+    let t = a.next();
+    a.send(&format!("CHG {t} BSY 0")).await;
+    a.recv_named("CHG").await;
+    presence("unavailable", Some("Busy — lunch ✓")).await;
+    // The refresh keeps the ghost's status past Synapse's 30 s sync timeout.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    presence("unavailable", Some("Busy — lunch ✓")).await;
+    let t = a.next();
+    a.send(&format!("CHG {t} NLN 0")).await;
+    a.recv_named("CHG").await;
+    presence("online", Some("lunch ✓")).await;
+    let t = a.next();
+    a.send(&format!("PRP {t} MFN Alicia%20%E2%9C%93")).await;
+    a.recv_named("PRP").await;
+    poll("the ghost's new name", async || (bob.name_of(&ghost).await.as_deref() == Some("Alicia ✓")).then_some(())).await;
+
+    // Signing out: the ghost goes offline; bob going offline is FLN.
+    bob.set_presence("offline", "").await;
+    recv_for(&mut a, "FLN", &bob_handle).await;
+    a.send("OUT").await;
+    presence("offline", None).await;
+
+    // An account created while the bridge runs gets its ghost.
+    let frank = format!("frank{}@example.com", suffix());
+    world.server.add_user(&frank, PW, "Frank").await;
+    let frank_ghost = world.ghost(&frank);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bob.name_of(&frank_ghost).await.as_deref() != Some("Frank") {
+        assert!(Instant::now() < deadline, "ghost of a new account");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn chat_messages_formatting_typing_and_nudges_both_ways() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let alice = format!("alice{}@example.com", suffix());
+    let world = World::start(&env, &[(&alice, "Alice")]).await;
+    let ghost = world.ghost(&alice);
+    let mut bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let mut a = msn_online(&world, &alice, 12).await;
+    let room = befriend(&mut a, &mut bob, &ghost).await;
+    let bob_handle = bob.handle();
+
+    let mut sb = chat_with(&mut a, &alice, &bob_handle).await;
+
+    // MSN → Matrix, formatted, into the direct chat; how long it takes.
+    let format = msnp::mime::ImFormat { font: "Comic Sans MS".into(), bold: true, color_rgb: (255, 0, 0), ..Default::default() };
+    let sent = Instant::now();
+    send_text(&mut sb, 3, "héllo Bob ✓ 🎉\r\nline two", Some(&format)).await;
+    let m = bob.wait_messages(&room, "alice's message", |m| m.iter().any(|e| e["sender"] == ghost.as_str())).await;
+    let latency = sent.elapsed();
+    let e = m.iter().find(|e| e["sender"] == ghost.as_str()).unwrap();
+    assert_eq!(e["content"]["body"], "héllo Bob ✓ 🎉\nline two");
+    let html = e["content"]["formatted_body"].as_str().expect("formatted");
+    assert!(html.contains("<strong>") && html.contains("#ff0000") && html.contains("Comic Sans MS") && html.contains("<br>"), "{html}");
+    eprintln!("MSN → Matrix message latency: {latency:?}");
+
+    // MSN typing → the ghost types.
+    sb.send_payload("MSG 4 U", &msnp::mime::typing_message(&alice)).await;
+    let g = ghost.clone();
+    let r = room.clone();
+    bob.sync_until("the ghost typing", |v| {
+        v["rooms"]["join"][&r]["ephemeral"]["events"].as_array()?.iter().find(|e| e["type"] == "m.typing" && e["content"]["user_ids"].as_array().is_some_and(|u| u.iter().any(|u| *u == g.as_str())))?;
+        Some(())
+    })
+    .await;
+
+    // A nudge arrives as an emote.
+    sb.send_payload("MSG 5 N", &msnp::mime::nudge_message()).await;
+    bob.wait_messages(&room, "the nudge", |m| m.iter().any(|e| e["content"]["msgtype"] == "m.emote" && e["sender"] == ghost.as_str())).await;
+
+    // Matrix → MSN: formatting, Unicode, line breaks.
+    let sent = Instant::now();
+    bob.send(&room, json!({"msgtype": "m.text", "body": "héllo ✓ 🎉\nsecond", "format": "org.matrix.custom.html", "formatted_body": "<em>héllo ✓ 🎉<br>second</em>"})).await;
+    let (from, text, fmt) = next_text(&mut sb).await;
+    eprintln!("Matrix → MSN message latency: {:?}", sent.elapsed());
+    assert_eq!((from.as_str(), text.as_str()), (bob_handle.as_str(), "héllo ✓ 🎉\r\nsecond"));
+    assert!(fmt.contains("EF=I;"), "{fmt}");
+
+    // Matrix typing → MSN typing notices, repeated while it lasts.
+    bob.typing(&room, true).await;
+    let mut seen = 0;
+    let start = Instant::now();
+    while seen < 2 {
+        let cmd = sb.recv_named("MSG").await;
+        let p = cmd.payload.unwrap();
+        let m = msnp::mime::MimeMessage::parse(&p).unwrap();
+        assert_eq!(msnp::mime::classify(&p), msnp::mime::PayloadKind::Typing);
+        assert_eq!(m.header("TypingUser"), Some(bob_handle.as_str()));
+        seen += 1;
+    }
+    assert!(start.elapsed() >= Duration::from_secs(3), "repeated every ~4 s");
+    bob.typing(&room, false).await;
+
+    // An emote.
+    bob.send(&room, json!({"msgtype": "m.emote", "body": "waves"})).await;
+    let (_, text, _) = next_text(&mut sb).await;
+    assert_eq!(text, "* Bob waves".replace("Bob", &bob.id[1..bob.id.find(':').unwrap()]));
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn matrix_user_starts_a_direct_chat() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let carol = format!("carol{}@example.com", suffix());
+    let world = World::start(&env, &[(&carol, "Carol")]).await;
+    let ghost = world.ghost(&carol);
+    let bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let mut c = msn_online(&world, &carol, 11).await;
+
+    // A direct chat with the ghost puts bob on carol's reverse list.
+    let room = bob.create_room(&ghost, true).await;
+    let rl = c.recv_named("ADC").await;
+    assert_eq!(&rl.args[..3], ["0".to_string(), "RL".into(), format!("N={}", bob.handle())]);
+
+    // bob writes: carol's client rings, joins and reads it.
+    bob.send(&room, json!({"msgtype": "m.text", "body": "hi carol ✓"})).await;
+    let (mut sb, iro) = answer(&mut c, &carol).await;
+    assert_eq!(iro, [bob.handle()]);
+    let (from, text, _) = next_text(&mut sb).await;
+    assert_eq!((from, text.as_str()), (bob.handle(), "hi carol ✓"));
+
+    // carol answers into the same room.
+    send_text(&mut sb, 2, "hello bob", None).await;
+    bob.wait_messages(&room, "carol's reply", |m| m.iter().any(|e| e["sender"] == ghost.as_str() && e["content"]["body"] == "hello bob")).await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn room_invitation_rings_the_msn_user() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let dave = format!("dave{}@example.com", suffix());
+    let world = World::start(&env, &[(&dave, "Dave")]).await;
+    let ghost = world.ghost(&dave);
+    let bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let mut d = msn_online(&world, &dave, 9).await;
+
+    let room = bob.create_room(&ghost, false).await;
+    let (mut sb, iro) = answer(&mut d, &dave).await;
+    assert_eq!(iro, [bob.handle()]);
+    bob.wait_messages(&room, "nothing yet", |_| true).await;
+    bob.send(&room, json!({"msgtype": "m.text", "body": "welcome to the party"})).await;
+    let (from, text, _) = next_text(&mut sb).await;
+    assert_eq!((from, text.as_str()), (bob.handle(), "welcome to the party"));
+    send_text(&mut sb, 2, "thanks!", None).await;
+    bob.wait_messages(&room, "dave's reply", |m| m.iter().any(|e| e["sender"] == ghost.as_str() && e["content"]["body"] == "thanks!")).await;
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn messages_wait_for_an_offline_msn_user() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let erin = format!("erin{}@example.com", suffix());
+    let world = World::start(&env, &[(&erin, "Erin")]).await;
+    let ghost = world.ghost(&erin);
+    let bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+
+    let room = bob.create_room(&ghost, true).await;
+    bob.send(&room, json!({"msgtype": "m.text", "body": "one"})).await;
+    bob.send(&room, json!({"msgtype": "m.text", "body": "two ✓"})).await;
+    // Let the bridge receive them while erin is away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut e = msn_online(&world, &erin, 12).await;
+    let (mut sb, _) = answer(&mut e, &erin).await;
+    assert_eq!(next_text(&mut sb).await.1, "one");
+    assert_eq!(next_text(&mut sb).await.1, "two ✓");
+    world.stop().await;
+}
+
+/// Stops Synapse; starts it again when dropped (also when the test fails,
+/// so later tests find it running).
+struct SynapseDown<'a> {
+    env: &'a SynapseEnv,
+    up: bool,
+}
+
+impl<'a> SynapseDown<'a> {
+    fn stop(env: &'a SynapseEnv) -> SynapseDown<'a> {
+        // The process whose command line names this run's config (docs/testing.md).
+        let config = format!("{}/homeserver.yaml", env.dir);
+        let pid: i32 = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&config)))
+            .expect("a running Synapse");
+        // SAFETY: signalling a process by pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(Instant::now() < deadline, "Synapse did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SynapseDown { env, up: false }
+    }
+
+    fn start(&mut self) {
+        if self.up {
+            return;
+        }
+        self.up = true;
+        let config = format!("{}/homeserver.yaml", self.env.dir);
+        let log = std::fs::File::create(format!("{}/restart.log", self.env.dir)).expect("log");
+        // Not waited for: it runs on for the other tests; scripts/test.sh stops it.
+        std::process::Command::new(&self.env.python)
+            .args(["-m", "synapse.app.homeserver", "-c", &config])
+            .current_dir(&self.env.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restart Synapse");
+        let url = format!("{}/_matrix/client/versions", self.env.url);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = std::process::Command::new("curl").args(["-sf", "-o", "/dev/null", &url]).status().is_ok_and(|s| s.success());
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "Synapse did not come back");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for SynapseDown<'_> {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+#[tokio::test]
+async fn synapse_restart_mid_conversation_loses_nothing() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let alice = format!("alice{}@example.com", suffix());
+    let world = World::start(&env, &[(&alice, "Alice")]).await;
+    let ghost = world.ghost(&alice);
+    let mut bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let mut a = msn_online(&world, &alice, 11).await;
+    let room = befriend(&mut a, &mut bob, &ghost).await;
+    let mut sb = chat_with(&mut a, &alice, &bob.handle()).await;
+    send_text(&mut sb, 3, "before", None).await;
+    bob.wait_messages(&room, "the first message", |m| m.iter().any(|e| e["content"]["body"] == "before")).await;
+
+    // The homeserver goes away mid-conversation; the MSN user keeps writing.
+    let mut down = SynapseDown::stop(&env);
+    for (i, text) in ["during 1", "during 2 ✓", "during 3"].iter().enumerate() {
+        send_text(&mut sb, 4 + i as u32, text, None).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    down.start();
+
+    // Everything arrives, in order, once it is back.
+    let m = bob
+        .wait_messages(&room, "the messages sent while Synapse was down", |m| m.iter().filter(|e| e["sender"] == ghost.as_str()).count() >= 4)
+        .await;
+    let bodies: Vec<&str> = m.iter().filter(|e| e["sender"] == ghost.as_str()).filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, ["before", "during 1", "during 2 ✓", "during 3"]);
+
+    // And the other way round, after the restart (Synapse numbers its transactions from 1 again).
+    bob.send(&room, json!({"msgtype": "m.text", "body": "back again"})).await;
+    let (_, text, _) = next_text(&mut sb).await;
+    assert_eq!(text, "back again");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn self_check_says_what_is_wrong() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let server = start().await;
+
+    // Nothing listens at the homeserver address.
+    let mut config = bridge_config(&env);
+    config.listen = free_port();
+    config.homeserver_url = format!("http://{}", free_port());
+    let (stop, rx) = watch::channel(false);
+    let bridge = matrix::start(&config, server.running.hub.clone(), server.running.metrics.clone(), rx.clone()).await.expect("starts anyway");
+    assert!(!bridge.is_ready());
+    let problem = bridge.problem().expect("a problem");
+    assert!(problem.contains("cannot reach the Matrix homeserver"), "{problem}");
+    let _ = stop.send(true);
+    bridge.stopped().await;
+
+    // A registration the homeserver never loaded.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(&env.registration).expect("registration").replace("as_token_for_tests", "as_token_not_loaded");
+    let wrong = dir.path().join("registration.yaml");
+    std::fs::write(&wrong, text).expect("write");
+    let mut config = bridge_config(&env);
+    config.listen = free_port();
+    config.registration = wrong;
+    let (stop, rx) = watch::channel(false);
+    let bridge = matrix::start(&config, server.running.hub.clone(), server.running.metrics.clone(), rx).await.expect("starts anyway");
+    let problem = bridge.problem().expect("a problem");
+    assert!(problem.contains("rejected the appservice token") && problem.contains("app_service_config_files"), "{problem}");
+    let _ = stop.send(true);
+    bridge.stopped().await;
+    server.running.shutdown(Duration::from_secs(5)).await;
+}

@@ -196,6 +196,19 @@ impl Irc {
         text
     }
 
+    /// After our JOIN: waits until `nick` is in `chan` too (in the names
+    /// list, or joining after us).
+    async fn wait_in_channel(&mut self, chan: &str, nick: &str) {
+        let join = format!(":{nick}!");
+        self.expect(&format!("{nick} in {chan}"), |l| {
+            (l.contains(" 353 ")
+                && l.contains(chan)
+                && l.split([' ', ':', '@', '+']).any(|w| w == nick))
+                || (l.starts_with(&join) && l.contains(" JOIN ") && l.contains(chan))
+        })
+        .await;
+    }
+
     /// Polls ISON until `nick` is on the server.
     async fn wait_for(&mut self, nick: &str) {
         for _ in 0..100 {
@@ -408,10 +421,7 @@ async fn presence_away_and_nick_change() {
     // A nick change seen in a shared channel: the contact follows the person.
     bob.wait_for("p-alice|msn").await;
     bob.send("JOIN #pchan").await;
-    bob.expect("alice's puppet in #pchan", |l| {
-        l.contains("353") && l.contains("p-alice|msn")
-    })
-    .await;
+    bob.wait_in_channel("#pchan", "p-alice|msn").await;
     bob.send("NICK p_bob2").await;
     ns_expect(&mut alice, "rename", |l| {
         l == format!("NLN NLN p_bob@test.irc p_bob2 {CAPS}")
@@ -450,11 +460,7 @@ async fn channel_both_ways() {
 
     let mut carol = Irc::connect(addr, "c_carol").await;
     carol.send("JOIN #c-room").await;
-    carol
-        .expect("alice's puppet in the channel", |l| {
-            l.contains(" 353 ") && l.contains("c-alice|msn")
-        })
-        .await;
+    carol.wait_in_channel("#c-room", "c-alice|msn").await;
     carol.send("PRIVMSG #c-room :hello channel").await;
     let mut sb = answer_ring(&mut alice, "c-alice@example.com", "c-room.c@test.irc").await;
     assert_eq!(

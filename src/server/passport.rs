@@ -1012,75 +1012,8 @@ fn find_close(body: &str, qname: &str) -> Option<usize> {
     }
 }
 
-/// Decodes the five predefined entities and numeric character references;
-/// anything else is kept as written.
-pub fn xml_unescape(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp..];
-        let decoded = after
-            .bytes()
-            .take(13)
-            .position(|b| b == b';')
-            .and_then(|end| {
-                let entity = &after[1..end];
-                let c = match entity {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    _ => {
-                        let code = if let Some(hex) = entity
-                            .strip_prefix("#x")
-                            .or_else(|| entity.strip_prefix("#X"))
-                        {
-                            u32::from_str_radix(hex, 16).ok()
-                        } else if let Some(dec) = entity.strip_prefix('#') {
-                            dec.parse::<u32>().ok()
-                        } else {
-                            None
-                        };
-                        code.and_then(char::from_u32)
-                    }
-                };
-                c.map(|c| (c, end))
-            });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Escapes `& < > " '` for element content and attribute values.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// XML helpers shared with the rest of the protocol code.
+pub use msnp::xml::{escape as xml_escape, unescape_lenient as xml_unescape};
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 fn iso8601(time: SystemTime) -> String {

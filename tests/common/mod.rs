@@ -480,7 +480,9 @@ impl Client {
             let mut chunk = vec![0u8; 16384];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => panic!("timed out waiting for {n} bytes (have {})", self.buf.len()),
-                Ok(Ok(0)) | Ok(Err(_)) => panic!("connection closed after {} of {n} bytes", self.buf.len()),
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    panic!("connection closed after {} of {n} bytes", self.buf.len())
+                }
                 Ok(Ok(got)) => self.buf.extend_from_slice(&chunk[..got]),
             }
         }

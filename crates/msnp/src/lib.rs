@@ -10,3 +10,4 @@ pub mod dialect;
 pub mod error;
 pub mod mime;
 pub mod urlenc;
+pub mod xml;

@@ -45,7 +45,7 @@ use tokio::sync::{Notify, mpsc, watch};
 pub const PRESENCE_REFRESH: Duration = Duration::from_secs(20);
 /// Accounts are compared with their ghosts this often (accounts created or
 /// renamed by the `user` command in another process show up within this).
-const GHOST_SCAN: Duration = Duration::from_secs(15);
+const GHOST_SCAN: Duration = Duration::from_secs(10);
 /// Housekeeping: retrying waiting deliveries, expiring old ones.
 const SWEEP: Duration = Duration::from_secs(30);
 /// A Matrix message waits this long for its MSN user to sign in; then its

@@ -58,52 +58,11 @@ pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
     line
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn xml_unescape(text: &str) -> Option<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let end = rest[i..].find(';')? + i;
-        let entity = &rest[i + 1..end];
-        let c = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            e if e.starts_with("#x") || e.starts_with("#X") => {
-                char::from_u32(u32::from_str_radix(&e[2..], 16).ok()?)?
-            }
-            e if e.starts_with('#') => char::from_u32(e[1..].parse().ok()?)?,
-            _ => return None,
-        };
-        out.push(c);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Some(out)
-}
-
 /// The `UUX`/`UBX` document for a personal message.
 pub(crate) fn personal_message_xml(text: &str) -> String {
     format!(
         "<Data><PSM>{}</PSM><CurrentMedia></CurrentMedia></Data>",
-        xml_escape(text)
+        msnp::xml::escape(text)
     )
 }
 
@@ -122,7 +81,7 @@ pub(crate) fn parse_personal_message(payload: &[u8]) -> Option<String> {
     let start = text.find("<PSM>").map(|i| i + 5);
     let end = text.find("</PSM>");
     match (start, end) {
-        (Some(s), Some(e)) if s <= e => xml_unescape(&text[s..e]),
+        (Some(s), Some(e)) if s <= e => msnp::xml::unescape(&text[s..e]),
         (None, None) => Some(String::new()),
         _ => None,
     }

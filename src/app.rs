@@ -54,6 +54,7 @@ pub struct Running {
     pub switchboard_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub irc: Option<Arc<crate::bridge::irc::IrcBridge>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -62,6 +63,13 @@ impl Running {
     /// Stops accepting, tells every client (`OUT SSD`), and waits up to
     /// `grace` for connections to finish.
     pub async fn shutdown(self, grace: Duration) {
+        // Bridges first: their queues drain while their connections still
+        // run (the shutdown signal makes them quit).
+        if let Some(irc) = &self.irc {
+            if !irc.flush(grace / 3).await {
+                tracing::warn!("IRC bridge queue not empty at shutdown; it is kept in the database for the next start");
+            }
+        }
         let _ = self.shutdown.send(true);
         for session in self.hub.sessions() {
             let _ = session.outbox.push(crate::core::events::SessionEvent::Disconnect(
@@ -117,6 +125,22 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let ctx = Context { config: config.clone(), hub: hub.clone(), metrics: metrics.clone(), shutdown: shutdown_rx.clone() };
     let mut tasks = Vec::new();
 
+    let irc = if config.irc.networks.is_empty() {
+        None
+    } else {
+        let tuning = crate::bridge::irc::Tuning {
+            presence_interval: Duration::from_secs(config.irc.presence_interval_secs),
+            burst: config.irc.send_burst,
+            line_interval: Duration::from_millis(config.irc.send_interval_ms),
+            max_concurrent_connects: config.irc.max_concurrent_connects,
+            ..Default::default()
+        };
+        let bridge = crate::bridge::irc::start_with(&config.irc, tuning, hub.clone(), metrics.clone(), shutdown_rx.clone())
+            .await
+            .context("cannot start the IRC bridge")?;
+        Some(Arc::new(bridge))
+    };
+
     let (notification_addr, dispatch_addr) = match notification_listener {
         Some(ns) => {
             let ns_addr = ns.local_addr()?;
@@ -139,7 +163,13 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
 
     let http_addr = config.http.listen;
-    let router = server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone()).merge(server::ops::router(hub.clone(), metrics.clone()));
+    let mut readiness: Vec<(&'static str, Arc<dyn Fn() -> bool + Send + Sync>)> = Vec::new();
+    if let Some(irc) = &irc {
+        let irc = irc.clone();
+        readiness.push(("irc", Arc::new(move || irc.is_ready())));
+    }
+    let router = server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone())
+        .merge(server::ops::router(hub.clone(), metrics.clone(), readiness));
     let mut http_shutdown = shutdown_rx.clone();
     let tls = config.http.tls.clone();
     tasks.push(tokio::spawn(async move {
@@ -153,5 +183,5 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 
     tracing::info!(%notification_addr, ?dispatch_addr, %switchboard_addr, %http_addr,
         advertised_switchboard = %config.switchboard_address(), "msngate listening");
-    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, shutdown: shutdown_tx, tasks })
+    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, irc, shutdown: shutdown_tx, tasks })
 }

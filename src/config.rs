@@ -59,10 +59,30 @@ impl MatrixConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IrcConfig {
     pub networks: Vec<IrcNetworkConfig>,
+    /// Seconds between presence polls of watched nicks (ISON/USERHOST).
+    pub presence_interval_secs: u64,
+    /// Lines a connection may send at once before pacing starts.
+    pub send_burst: u32,
+    /// Milliseconds between paced lines (flood protection).
+    pub send_interval_ms: u64,
+    /// IRC registrations in progress at once, over all users and networks.
+    pub max_concurrent_connects: usize,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        IrcConfig {
+            networks: Vec::new(),
+            presence_interval_secs: 30,
+            send_burst: 5,
+            send_interval_ms: 2000,
+            max_concurrent_connects: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +388,15 @@ impl Config {
             if m.bot_localpart.is_empty() || m.bot_localpart.contains([':', '@', ' ']) {
                 return invalid("matrix.bot_localpart", "must be a bare localpart");
             }
+        }
+        if self.irc.presence_interval_secs == 0 {
+            return invalid("irc.presence_interval_secs", "must be at least 1");
+        }
+        if self.irc.send_burst == 0 {
+            return invalid("irc.send_burst", "must be at least 1");
+        }
+        if self.irc.max_concurrent_connects == 0 {
+            return invalid("irc.max_concurrent_connects", "must be at least 1");
         }
         for (i, n) in self.irc.networks.iter().enumerate() {
             let key = |field: &str| format!("irc.networks[{i}].{field}");

@@ -28,6 +28,41 @@ enum Command {
     /// Matrix bridge administration.
     #[command(subcommand)]
     Matrix(MatrixCommand),
+    /// IRC bridge administration.
+    #[command(subcommand)]
+    Irc(IrcCommand),
+}
+
+#[derive(Subcommand)]
+enum IrcCommand {
+    /// Per-user IRC credentials (SASL PLAIN or NickServ), used at the next connect.
+    #[command(subcommand)]
+    Credentials(IrcCredentialsCommand),
+}
+
+#[derive(Subcommand)]
+enum IrcCredentialsCommand {
+    /// Store credentials for an MSN user on one network.
+    Set {
+        email: String,
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        password: String,
+        /// Identify with NickServ after connecting instead of SASL PLAIN.
+        #[arg(long)]
+        nickserv: bool,
+    },
+    /// Remove an MSN user's credentials for one network.
+    Del {
+        email: String,
+        #[arg(long)]
+        network: String,
+    },
+    /// List stored credentials (without passwords).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +153,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => Ok(()),
+        Command::Irc(IrcCommand::Credentials(cmd)) => irc_credentials(&config, cmd).await,
         Command::Matrix(MatrixCommand::Registration) => {
             let matrix = config
                 .matrix
@@ -128,6 +164,52 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow::Result<()> {
+    use msngate::bridge::irc::db::{self, Credentials};
+    let hub = msngate::app::build_hub(config).await?;
+    let pool = hub.store().pool();
+    let known_network = |name: &str| -> anyhow::Result<()> {
+        if config.irc.networks.iter().any(|n| n.name == name) {
+            Ok(())
+        } else {
+            anyhow::bail!("no IRC network named {name} in irc.networks")
+        }
+    };
+    let account = |email: &str| {
+        msngate::core::handle::normalize(email).ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))
+    };
+    match cmd {
+        IrcCredentialsCommand::Set { email, network, account: login, password, nickserv } => {
+            known_network(&network)?;
+            let handle = account(&email)?;
+            if hub.accounts.find(&handle).await?.is_none() {
+                anyhow::bail!("no account {handle}");
+            }
+            let credentials = if nickserv {
+                Credentials::NickServ { account: login, password }
+            } else {
+                Credentials::Sasl { account: login, password }
+            };
+            db::set_credentials(pool, &handle, &network, &credentials).await?;
+            println!("stored {} credentials for {handle} on {network}", if nickserv { "NickServ" } else { "SASL" });
+        }
+        IrcCredentialsCommand::Del { email, network } => {
+            let handle = account(&email)?;
+            if db::delete_credentials(pool, &handle, &network).await? {
+                println!("removed credentials for {handle} on {network}");
+            } else {
+                anyhow::bail!("no credentials for {handle} on {network}");
+            }
+        }
+        IrcCredentialsCommand::List => {
+            for e in db::list_credentials(pool).await? {
+                println!("{}\t{}\t{}\t{}", e.handle, e.network, e.method, e.account);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -818,3 +818,98 @@ async fn sasl_plain_with_nick_collision() {
 async fn sasl_failure_still_connects() {
     sasl_case(true).await;
 }
+
+/// One connection to a scripted IRC server: lines from the bridge, and a
+/// way to answer.
+struct Scripted {
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    w: OwnedWriteHalf,
+}
+
+impl Scripted {
+    async fn accept(listener: &tokio::net::TcpListener) -> Scripted {
+        let (s, _) = tokio::time::timeout(TIMEOUT, listener.accept())
+            .await
+            .expect("bridge connects")
+            .unwrap();
+        let (r, w) = s.into_split();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(r);
+            loop {
+                let mut l = String::new();
+                match r.read_line(&mut l).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if tx.send(l.trim_end().to_string()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Scripted { lines, w }
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Reads until a line satisfies `pred`, answering PINGs on the way.
+    async fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let l = match tokio::time::timeout(TIMEOUT, self.lines.recv()).await {
+                Ok(Some(l)) => l,
+                _ => panic!("scripted server: no {what}; got {seen:#?}"),
+            };
+            if pred(&l) {
+                return l;
+            }
+            if let Some(token) = l.strip_prefix("PING ") {
+                self.send(&format!(":irc.script PONG irc.script {token}"))
+                    .await;
+            }
+            seen.push(l);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_presence_against_scripted_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fx = Fixture::start(network(addr, |_| {})).await;
+    let mut alice = fx.msn("m-alice@example.com").await;
+    let mut irc = Scripted::accept(&listener).await;
+    irc.expect("USER", |l| l.starts_with("USER ")).await;
+    irc.send(":irc.script CAP * LS :multi-prefix").await;
+    irc.expect("CAP END (nothing to request)", |l| l == "CAP END")
+        .await;
+    irc.send(":irc.script 001 m-alice|msn :Welcome").await;
+    irc.send(":irc.script 005 m-alice|msn MONITOR=100 NICKLEN=30 :are supported by this server")
+        .await;
+    add_contact(&mut alice, "m_bob@test.irc").await;
+    irc.expect("MONITOR +", |l| l == "MONITOR + m_bob").await;
+    irc.send(":irc.script 730 m-alice|msn :m_bob!b@host").await;
+    ns_expect(&mut alice, "online", |l| {
+        l == format!("NLN NLN m_bob@test.irc m_bob {CAPS}")
+    })
+    .await;
+    irc.send(":irc.script 302 m-alice|msn :m_bob=-b@host").await;
+    ns_expect(&mut alice, "away", |l| {
+        l == format!("NLN AWY m_bob@test.irc m_bob {CAPS}")
+    })
+    .await;
+    irc.send(":irc.script 731 m-alice|msn :m_bob").await;
+    ns_expect(&mut alice, "offline", |l| l == "FLN m_bob@test.irc").await;
+    // Never ISON on a MONITOR server.
+    irc.send("PING :done").await;
+    let l = irc
+        .expect("PONG", |l| l.starts_with("PONG") || l.starts_with("ISON"))
+        .await;
+    assert!(l.starts_with("PONG"), "{l}");
+}

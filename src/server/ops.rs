@@ -9,18 +9,22 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
 
+/// A named readiness probe (one per bridge).
+pub type Probe = (&'static str, Arc<dyn Fn() -> bool + Send + Sync>);
+
 #[derive(Clone)]
 struct Ops {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
+    probes: Arc<Vec<Probe>>,
 }
 
-pub fn router(hub: Arc<Hub>, metrics: Arc<Metrics>) -> Router {
+pub fn router(hub: Arc<Hub>, metrics: Arc<Metrics>, probes: Vec<Probe>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .with_state(Ops { hub, metrics })
+        .with_state(Ops { hub, metrics, probes: Arc::new(probes) })
 }
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
@@ -28,11 +32,26 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
-/// Ready when the database answers (bridges join this check when configured).
+/// Ready when the database answers and every configured bridge is running.
 async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
+    let mut ok = true;
+    let mut body = String::new();
     match tokio::time::timeout(std::time::Duration::from_secs(2), ops.hub.store().ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\ndatabase: ok\n".to_string()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready\ndatabase: {e}\n")),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\ndatabase: timeout\n".to_string()),
+        Ok(Ok(())) => body.push_str("database: ok\n"),
+        Ok(Err(e)) => {
+            ok = false;
+            body.push_str(&format!("database: {e}\n"));
+        }
+        Err(_) => {
+            ok = false;
+            body.push_str("database: timeout\n");
+        }
     }
+    for (name, probe) in ops.probes.iter() {
+        let up = probe();
+        ok &= up;
+        body.push_str(&format!("{name}: {}\n", if up { "ok" } else { "not running" }));
+    }
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, format!("{}\n{body}", if ok { "ready" } else { "not ready" }))
 }

@@ -33,6 +33,8 @@ pub enum ChatInput {
     Attach(Attached),
     /// A bridge notice for the MSN user.
     System(String),
+    /// The MSN user signed out: stop waiting for them to answer an invitation.
+    SignedOut,
 }
 
 pub struct Attached {
@@ -164,6 +166,12 @@ impl Chat {
                 reply_to: None,
                 inbox_id: None,
             }),
+            ChatInput::SignedOut => {
+                if self.attached.as_ref().is_some_and(|a| !a.owner_joined) {
+                    self.detach();
+                    self.failures = 2;
+                }
+            }
             ChatInput::Attach(attached) => {
                 self.detach();
                 self.failures = 0;

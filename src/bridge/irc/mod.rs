@@ -811,6 +811,18 @@ impl IrcNetwork {
                     state.puppets.remove(&local)
                 }
             };
+            // Chats ringing the user now would wait for an answer that cannot come.
+            let chats: Vec<ChatHandle> = self
+                .state
+                .lock()
+                .chats
+                .iter()
+                .filter(|((l, _), _)| *l == local)
+                .map(|(_, c)| c.clone())
+                .collect();
+            for chat in chats {
+                let _ = chat.tx.send(ChatInput::SignedOut);
+            }
             if self.config.stay_connected {
                 self.set_away(&local, away_text(Status::Offline));
             } else if let Some(puppet) = puppet {

@@ -411,6 +411,25 @@ pub fn sasl_plain_chunks(account: &str, password: &str) -> Vec<String> {
     chunks
 }
 
+/// Joins names into arguments of at most ~400 bytes.
+fn batches(names: &[String], sep: char) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for name in names {
+        if !current.is_empty() && current.len() + name.len() + 1 > 400 {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(sep);
+        }
+        current.push_str(name);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// Why a batch's lines to one target failed.
 #[derive(Debug, Clone)]
 enum Failure {
@@ -454,6 +473,8 @@ struct Session {
     /// ISON requests awaiting replies, in order: the nicks asked.
     ison: VecDeque<Vec<String>>,
     monitor: bool,
+    /// Nicks on the server's MONITOR list (lower case).
+    monitored: HashSet<String>,
     last_rx: Instant,
     keepalive_sent: bool,
     next_poll: Instant,
@@ -486,6 +507,7 @@ impl Session {
             join_requested: HashSet::new(),
             ison: VecDeque::new(),
             monitor: false,
+            monitored: HashSet::new(),
             last_rx: now,
             keepalive_sent: false,
             next_poll: now,
@@ -716,27 +738,33 @@ impl Session {
     /// ISON for the watched nicks and held targets; USERHOST (away flags)
     /// for those known online. MONITOR servers report on their own.
     fn poll_presence(&mut self) {
-        let mut nicks = self.net.watched_nicks(&self.handle.local);
-        nicks.extend(self.held.keys().cloned());
-        nicks.sort();
-        nicks.dedup();
-        if nicks.is_empty() {
-            return;
-        }
-        let mut batch: Vec<String> = Vec::new();
-        let mut len = 5;
-        for nick in nicks {
-            if len + nick.len() + 1 > 400 && !batch.is_empty() {
-                self.conn.queue(&format!("ISON {}", batch.join(" ")));
-                self.ison.push_back(std::mem::take(&mut batch));
-                len = 5;
+        let watched = self.net.watched_nicks(&self.handle.local);
+        let mut ison: Vec<String> = self.held.keys().cloned().collect();
+        if self.monitor {
+            // The server reports changes itself (730/731); keep its list in
+            // step with the watched nicks. USERHOST still gives away flags.
+            let want: HashSet<String> = watched.iter().map(|n| irc_lower(n)).collect();
+            let add: Vec<String> = want.difference(&self.monitored).cloned().collect();
+            let remove: Vec<String> = self.monitored.difference(&want).cloned().collect();
+            for batch in batches(&remove, ',') {
+                self.conn.queue(&format!("MONITOR - {batch}"));
             }
-            len += nick.len() + 1;
-            batch.push(nick);
+            for batch in batches(&add, ',') {
+                self.conn.queue(&format!("MONITOR + {batch}"));
+            }
+            self.monitored = want;
+            for group in watched.chunks(5) {
+                self.conn.queue(&format!("USERHOST {}", group.join(" ")));
+            }
+        } else {
+            ison.extend(watched);
         }
-        if !batch.is_empty() {
-            self.conn.queue(&format!("ISON {}", batch.join(" ")));
-            self.ison.push_back(batch);
+        ison.sort();
+        ison.dedup();
+        for batch in batches(&ison, ' ') {
+            self.conn.queue(&format!("ISON {batch}"));
+            self.ison
+                .push_back(batch.split(' ').map(str::to_string).collect());
         }
         self.tokens -= 0.5;
     }
@@ -822,8 +850,9 @@ impl Session {
                     .get(1..line.params.len().saturating_sub(1))
                     .unwrap_or_default();
                 for token in tokens {
-                    if token.starts_with("MONITOR") {
+                    if token.starts_with("MONITOR") && !self.monitor {
                         self.monitor = true;
+                        self.next_poll = Instant::now();
                     }
                 }
             }

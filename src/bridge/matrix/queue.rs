@@ -364,8 +364,12 @@ impl Inner {
                 Ok(())
             }
             Job::Join { room, local, direct_with } => {
+                // Events of the room that arrive meanwhile wait, so they are
+                // handled after the earlier ones read by the backfill.
+                let turn = self.events_lock.lock().await;
                 self.join_ghost(room, local).await?;
                 self.backfill(room, local).await;
+                drop(turn);
                 if let Some(remote) = direct_with {
                     self.add_direct(local, remote, room).await;
                 }
@@ -396,13 +400,13 @@ impl Inner {
     /// Messages sent to a room before the ghost joined never reached the
     /// appservice (the homeserver sends a room's events only once one of our
     /// users is in it): read them now. Handled ones are skipped by event id.
+    /// The caller holds `events_lock`.
     async fn backfill(self: &Arc<Self>, room: &str, local: &str) {
         let result: Result<(), ApiError> = async {
             let ghost = self.ensure_ghost(local).await?;
             let mut request = message::get_message_events::v3::Request::backward(Self::room_id(room)?);
             request.limit = ruma::UInt::from(50u32);
             let response = self.hs.send(request, Actor::Ghost(&ghost)).await?;
-            let _turn = self.events_lock.lock().await;
             for raw in response.chunk.iter().rev() {
                 let Ok(mut event) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else { continue };
                 if event.get("type").and_then(|t| t.as_str()) != Some("m.room.message") {

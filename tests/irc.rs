@@ -68,7 +68,7 @@ fn network(addr: SocketAddr, edit: impl FnOnce(&mut IrcNetworkConfig)) -> IrcCon
         stay_connected: false,
     };
     edit(&mut n);
-    IrcConfig { networks: vec![n] }
+    IrcConfig { networks: vec![n], ..Default::default() }
 }
 
 impl Fixture {

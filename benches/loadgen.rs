@@ -53,12 +53,18 @@ enum Scenario {
     Memory,
     /// Switchboard latency while 500 Passport sign-ins storm in.
     Storm,
+    /// Heap bytes the in-process server holds per idle signed-in
+    /// connection, by allocation size (where the memory goes).
+    Heap,
     /// Everything above, in that order.
     All,
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "msngate-bench", about = "Load generator for msngate (real MSNP over loopback TCP)")]
+#[command(
+    name = "msngate-bench",
+    about = "Load generator for msngate (real MSNP over loopback TCP)"
+)]
 struct Args {
     scenario: Scenario,
     /// Concurrent clients signing in (sign-in scenarios).
@@ -127,6 +133,62 @@ struct Args {
     challenges: bool,
 }
 
+// ---------------------------------------------------------------- heap accounting
+
+/// Counts live heap bytes allocated and freed on the in-process server's
+/// threads (the `heap` scenario), by 16-byte size class. Off unless enabled;
+/// the check is one relaxed load per allocation.
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+    pub struct Counting;
+    pub static ENABLED: AtomicBool = AtomicBool::new(false);
+    pub const CLASSES: usize = 512;
+    pub static LIVE: [AtomicI64; CLASSES] = [const { AtomicI64::new(0) }; CLASSES];
+    pub static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+    thread_local! {
+        pub static SERVER_THREAD: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn record(size: usize, sign: i64) {
+        if ENABLED.load(Ordering::Relaxed) && SERVER_THREAD.try_with(|s| s.get()).unwrap_or(false) {
+            LIVE_BYTES.fetch_add(sign * size as i64, Ordering::Relaxed);
+            LIVE[(size / 16).min(CLASSES - 1)].fetch_add(sign, Ordering::Relaxed);
+        }
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            record(layout.size(), 1);
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            record(layout.size(), -1);
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            record(layout.size(), -1);
+            record(new_size, 1);
+            // SAFETY: forwarded unchanged to the system allocator.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    pub fn snapshot() -> (i64, Vec<i64>) {
+        (
+            LIVE_BYTES.load(Ordering::Relaxed),
+            LIVE.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+        )
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
+
 // ---------------------------------------------------------------- timing
 
 fn base() -> Instant {
@@ -182,10 +244,17 @@ struct Report(Vec<Row>);
 impl Report {
     fn add(&mut self, scenario: &str, metric: &str, value: String, target: &str, ok: Option<bool>) {
         println!("  {scenario:<16} {metric:<44} {value}");
-        self.0.push(Row { scenario: scenario.into(), metric: metric.into(), value, target: target.into(), ok });
+        self.0.push(Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            target: target.into(),
+            ok,
+        });
     }
     fn print(&self) {
-        let w = |f: &dyn Fn(&Row) -> usize, h: usize| self.0.iter().map(f).max().unwrap_or(0).max(h);
+        let w =
+            |f: &dyn Fn(&Row) -> usize, h: usize| self.0.iter().map(f).max().unwrap_or(0).max(h);
         let (a, b, c, d) = (
             w(&|r| r.scenario.len(), 8),
             w(&|r| r.metric.len(), 6),
@@ -193,15 +262,27 @@ impl Report {
             w(&|r| r.target.len(), 6),
         );
         println!();
-        println!("| {:<a$} | {:<b$} | {:>c$} | {:<d$} | met |", "scenario", "metric", "value", "target");
-        println!("|{}|{}|{}|{}|-----|", "-".repeat(a + 2), "-".repeat(b + 2), "-".repeat(c + 2), "-".repeat(d + 2));
+        println!(
+            "| {:<a$} | {:<b$} | {:>c$} | {:<d$} | met |",
+            "scenario", "metric", "value", "target"
+        );
+        println!(
+            "|{}|{}|{}|{}|-----|",
+            "-".repeat(a + 2),
+            "-".repeat(b + 2),
+            "-".repeat(c + 2),
+            "-".repeat(d + 2)
+        );
         for r in &self.0 {
             let met = match r.ok {
                 Some(true) => "yes",
                 Some(false) => "NO",
                 None => "",
             };
-            println!("| {:<a$} | {:<b$} | {:>c$} | {:<d$} | {met:<3} |", r.scenario, r.metric, r.value, r.target);
+            println!(
+                "| {:<a$} | {:<b$} | {:>c$} | {:<d$} | {met:<3} |",
+                r.scenario, r.metric, r.value, r.target
+            );
         }
     }
 }
@@ -225,9 +306,17 @@ struct Target {
 
 #[allow(dead_code)]
 enum Keep {
-    InProcess { running: msngate::app::Running, runtime: tokio::runtime::Runtime },
-    Child { child: std::process::Child, runtime: tokio::runtime::Runtime },
-    External { runtime: tokio::runtime::Runtime },
+    InProcess {
+        running: msngate::app::Running,
+        runtime: tokio::runtime::Runtime,
+    },
+    Child {
+        child: std::process::Child,
+        runtime: tokio::runtime::Runtime,
+    },
+    External {
+        runtime: tokio::runtime::Runtime,
+    },
 }
 
 impl Drop for Target {
@@ -254,11 +343,19 @@ fn bench_config(dir: &std::path::Path, challenges: bool) -> Config {
 }
 
 fn store_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("bench-store").enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-store")
+        .enable_all()
+        .build()?)
 }
 
 fn bulk(accounts: &Accounts) -> anyhow::Result<Accounts> {
-    Ok(Accounts::new(accounts.store().clone(), PasswordHasher::new(2, 64, 1)?, true))
+    Ok(Accounts::new(
+        accounts.store().clone(),
+        PasswordHasher::new(2, 64, 1)?,
+        true,
+    ))
 }
 
 fn free_port() -> anyhow::Result<SocketAddr> {
@@ -267,7 +364,10 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 
 fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyhow::Result<Target> {
     if let (Some(ns), Some(http)) = (args.ns, args.http) {
-        let url = args.database.clone().ok_or_else(|| anyhow!("--ns needs --database (to create users)"))?;
+        let url = args
+            .database
+            .clone()
+            .ok_or_else(|| anyhow!("--ns needs --database (to create users)"))?;
         let runtime = store_runtime()?;
         let mut config = Config::default();
         config.database.url = url;
@@ -287,7 +387,10 @@ fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyh
     let config = bench_config(dir, args.challenges);
     if let Some(path) = spawn {
         let path = if path == "auto" {
-            std::env::current_exe()?.parent().ok_or_else(|| anyhow!("no exe dir"))?.join("msngate")
+            std::env::current_exe()?
+                .parent()
+                .ok_or_else(|| anyhow!("no exe dir"))?
+                .join("msngate")
         } else {
             path.into()
         };
@@ -309,7 +412,12 @@ fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyh
             .env("MSNGATE_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .spawn()
-            .with_context(|| format!("cannot run {} (build it: cargo build --release --bin msngate)", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot run {} (build it: cargo build --release --bin msngate)",
+                    path.display()
+                )
+            })?;
         let pid = child.id();
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(ns).is_err() {
@@ -332,6 +440,7 @@ fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyh
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.server_threads)
         .thread_name("msngate-server")
+        .on_thread_start(|| heap::SERVER_THREAD.with(|s| s.set(true)))
         .enable_all()
         .build()?;
     let running = runtime.block_on(msngate::app::start(config))?;
@@ -343,15 +452,29 @@ fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyh
         accounts,
         store_rt: runtime.handle().clone(),
         server_pid: None,
-        what: format!("in-process, own runtime with {} worker threads", args.server_threads),
+        what: format!(
+            "in-process, own runtime with {} worker threads",
+            args.server_threads
+        ),
         _keep: Keep::InProcess { running, runtime },
     })
 }
 
-/// Creates `count` users named `{prefix}{i}@bench.example.com`; returns the handles.
-async fn create_users(target: &Target, prefix: &str, count: usize, passport: bool) -> anyhow::Result<Vec<String>> {
-    let handles: Vec<String> = (0..count).map(|i| format!("{prefix}{i}@bench.example.com")).collect();
-    let accounts = if passport { target.accounts.clone() } else { target.bulk_accounts.clone() };
+/// Creates `count` users named `{prefix}-{i}@bench.example.com`; returns the handles.
+async fn create_users(
+    target: &Target,
+    prefix: &str,
+    count: usize,
+    passport: bool,
+) -> anyhow::Result<Vec<String>> {
+    let handles: Vec<String> = (0..count)
+        .map(|i| format!("{prefix}-{i}@bench.example.com"))
+        .collect();
+    let accounts = if passport {
+        target.accounts.clone()
+    } else {
+        target.bulk_accounts.clone()
+    };
     let list = handles.clone();
     target
         .store_rt
@@ -387,9 +510,16 @@ struct Conn {
 
 impl Conn {
     async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, buf: BytesMut::new(), decoder: Decoder::server_to_client(), trid: 0 })
+        Ok(Conn {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::server_to_client(),
+            trid: 0,
+        })
     }
 
     fn next(&mut self) -> u32 {
@@ -435,7 +565,11 @@ impl Conn {
                 return Ok(cmd);
             }
             if cmd.is_error() {
-                bail!("server answered {} {:?} while {name} was expected", cmd.name, cmd.args);
+                bail!(
+                    "server answered {} {:?} while {name} was expected",
+                    cmd.name,
+                    cmd.args
+                );
             }
         }
     }
@@ -450,8 +584,15 @@ async fn sign_in_md5(ns: SocketAddr, handle: &str) -> anyhow::Result<Conn> {
     c.expect("INF").await?;
     c.send(&format!("USR 3 MD5 I {handle}")).await?;
     let challenge = c.expect("USR").await?;
-    let salt = challenge.arg(3).ok_or_else(|| anyhow!("no salt"))?.to_string();
-    c.send(&format!("USR 4 MD5 S {}", msnp::auth::md5_login_hash(&salt, PASSWORD))).await?;
+    let salt = challenge
+        .arg(3)
+        .ok_or_else(|| anyhow!("no salt"))?
+        .to_string();
+    c.send(&format!(
+        "USR 4 MD5 S {}",
+        msnp::auth::md5_login_hash(&salt, PASSWORD)
+    ))
+    .await?;
     let ok = c.expect("USR").await?;
     if ok.arg(1) != Some("OK") {
         bail!("sign-in refused: {:?}", ok.args);
@@ -474,8 +615,13 @@ async fn passport_ticket(http: SocketAddr, handle: &str) -> anyhow::Result<Strin
     let mut response = Vec::new();
     tokio::time::timeout(REPLY_TIMEOUT, stream.read_to_end(&mut response)).await??;
     let text = String::from_utf8_lossy(&response);
-    let start = text.find("from-PP='").ok_or_else(|| anyhow!("login refused: {}", text.lines().next().unwrap_or("")))? + 9;
-    let end = text[start..].find('\'').ok_or_else(|| anyhow!("bad from-PP"))?;
+    let start = text
+        .find("from-PP='")
+        .ok_or_else(|| anyhow!("login refused: {}", text.lines().next().unwrap_or("")))?
+        + 9;
+    let end = text[start..]
+        .find('\'')
+        .ok_or_else(|| anyhow!("bad from-PP"))?;
     Ok(text[start..start + end].to_string())
 }
 
@@ -484,7 +630,10 @@ async fn sign_in_passport(ns: SocketAddr, http: SocketAddr, handle: &str) -> any
     let mut c = Conn::connect(ns).await?;
     c.send("VER 1 MSNP11 CVR0").await?;
     c.expect("VER").await?;
-    c.send(&format!("CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 7.5.0324 msmsgs {handle}")).await?;
+    c.send(&format!(
+        "CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 7.5.0324 msmsgs {handle}"
+    ))
+    .await?;
     c.expect("CVR").await?;
     c.send(&format!("USR 3 TWN I {handle}")).await?;
     c.expect("USR").await?;
@@ -520,16 +669,29 @@ async fn answer_challenge(c: &mut Conn, chl: &Command, dialect: u8) -> anyhow::R
     let challenge = chl.arg(1).ok_or_else(|| anyhow!("CHL without challenge"))?;
     let t = c.next();
     let (id, answer) = if dialect >= 11 {
-        (P11_PRODUCT.0, msnp::auth::challenge_msnp11(challenge, P11_PRODUCT.0, P11_PRODUCT.1))
+        (
+            P11_PRODUCT.0,
+            msnp::auth::challenge_msnp11(challenge, P11_PRODUCT.0, P11_PRODUCT.1),
+        )
     } else {
-        (P7_PRODUCT.0, msnp::auth::challenge_md5(challenge, P7_PRODUCT.1))
+        (
+            P7_PRODUCT.0,
+            msnp::auth::challenge_md5(challenge, P7_PRODUCT.1),
+        )
     };
-    c.send_payload(&format!("QRY {t} {id}"), answer.as_bytes()).await
+    c.send_payload(&format!("QRY {t} {id}"), answer.as_bytes())
+        .await
 }
 
 // ---------------------------------------------------------------- sign-in scenarios
 
-async fn signin_run(target: &Target, users: &[String], total: usize, clients: usize, passport: bool) -> anyhow::Result<(f64, Samples, usize)> {
+async fn signin_run(
+    target: &Target,
+    users: &[String],
+    total: usize,
+    clients: usize,
+    passport: bool,
+) -> anyhow::Result<(f64, Samples, usize)> {
     let (ns, http) = (target.ns, target.http);
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
@@ -543,11 +705,17 @@ async fn signin_run(target: &Target, users: &[String], total: usize, clients: us
         set.spawn(async move {
             let mut samples = Samples::default();
             let mut i = 0usize;
-            while (next.fetch_add(1, Ordering::Relaxed) as usize) < total && Instant::now() < deadline {
+            while (next.fetch_add(1, Ordering::Relaxed) as usize) < total
+                && Instant::now() < deadline
+            {
                 let handle = &mine[i % mine.len()];
                 i += 1;
                 let t0 = Instant::now();
-                let result = if passport { sign_in_passport(ns, http, handle).await } else { sign_in_md5(ns, handle).await };
+                let result = if passport {
+                    sign_in_passport(ns, http, handle).await
+                } else {
+                    sign_in_md5(ns, handle).await
+                };
                 match result {
                     Ok(mut c) => {
                         samples.push(t0.elapsed());
@@ -568,33 +736,89 @@ async fn signin_run(target: &Target, users: &[String], total: usize, clients: us
         all.extend(s?);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    Ok((all.len() as f64 / elapsed, all, failures.load(Ordering::Relaxed) as usize))
+    Ok((
+        all.len() as f64 / elapsed,
+        all,
+        failures.load(Ordering::Relaxed) as usize,
+    ))
 }
 
-async fn scenario_signin_md5(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
-    println!("== MD5 sign-ins (MSNP7): {} sign-ins, {} concurrent clients", args.md5_signins, args.clients);
+async fn scenario_signin_md5(
+    args: &Args,
+    target: &Target,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    println!(
+        "== MD5 sign-ins (MSNP7): {} sign-ins, {} concurrent clients",
+        args.md5_signins, args.clients
+    );
     let users = create_users(target, "md5s", args.clients * 4, false).await?;
     // Warm-up (first roster loads, connection pool).
     signin_run(target, &users, args.clients * 2, args.clients, false).await?;
-    let (rate, mut s, failed) = signin_run(target, &users, args.md5_signins, args.clients, false).await?;
+    let (rate, mut s, failed) =
+        signin_run(target, &users, args.md5_signins, args.clients, false).await?;
     let n = format!("N={}", args.clients);
-    report.add("signin-md5", &format!("sign-ins/s ({n})"), format!("{rate:.0}"), ">= 5000", Some(rate >= 5000.0));
-    report.add("signin-md5", "latency p50 (connect..USR OK)", ms(s.pct(0.50)), "", None);
+    report.add(
+        "signin-md5",
+        &format!("sign-ins/s ({n})"),
+        format!("{rate:.0}"),
+        ">= 5000",
+        Some(rate >= 5000.0),
+    );
+    report.add(
+        "signin-md5",
+        "latency p50 (connect..USR OK)",
+        ms(s.pct(0.50)),
+        "",
+        None,
+    );
     report.add("signin-md5", "latency p99", ms(s.pct(0.99)), "", None);
-    report.add("signin-md5", "failed", failed.to_string(), "0", Some(failed == 0));
+    report.add(
+        "signin-md5",
+        "failed",
+        failed.to_string(),
+        "0",
+        Some(failed == 0),
+    );
     Ok(())
 }
 
-async fn scenario_signin_passport(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
+async fn scenario_signin_passport(
+    args: &Args,
+    target: &Target,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let clients = args.clients.min(args.passport_signins);
-    println!("== Passport sign-ins (MSNP11 + HTTP ticket): {} sign-ins, {clients} concurrent clients", args.passport_signins);
+    println!(
+        "== Passport sign-ins (MSNP11 + HTTP ticket): {} sign-ins, {clients} concurrent clients",
+        args.passport_signins
+    );
     let users = create_users(target, "pps", clients, true).await?;
-    let (rate, mut s, failed) = signin_run(target, &users, args.passport_signins, clients, true).await?;
+    let (rate, mut s, failed) =
+        signin_run(target, &users, args.passport_signins, clients, true).await?;
     let n = format!("N={clients}");
-    report.add("signin-passport", &format!("sign-ins/s ({n}, argon2id 16 MiB x2)"), format!("{rate:.1}"), "", None);
-    report.add("signin-passport", "latency p50 (connect..USR OK)", ms(s.pct(0.50)), "", None);
+    report.add(
+        "signin-passport",
+        &format!("sign-ins/s ({n}, argon2id 16 MiB x2)"),
+        format!("{rate:.1}"),
+        "",
+        None,
+    );
+    report.add(
+        "signin-passport",
+        "latency p50 (connect..USR OK)",
+        ms(s.pct(0.50)),
+        "",
+        None,
+    );
     report.add("signin-passport", "latency p99", ms(s.pct(0.99)), "", None);
-    report.add("signin-passport", "failed", failed.to_string(), "0", Some(failed == 0));
+    report.add(
+        "signin-passport",
+        "failed",
+        failed.to_string(),
+        "0",
+        Some(failed == 0),
+    );
     Ok(())
 }
 
@@ -602,7 +826,10 @@ async fn scenario_signin_passport(args: &Args, target: &Target, report: &mut Rep
 
 async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let w = args.watchers;
-    println!("== Presence fan-out: 1 user, {w} watchers, {} status changes", args.repeats);
+    println!(
+        "== Presence fan-out: 1 user, {w} watchers, {} status changes",
+        args.repeats
+    );
     let star = create_users(target, "star", 1, false).await?.remove(0);
     let watchers = create_users(target, "watcher", w, false).await?;
     // Watchers sign in (MSNP7), put the star on their forward list, go online.
@@ -611,7 +838,13 @@ async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> a
     let sem = Arc::new(tokio::sync::Semaphore::new(32));
     let mut set = tokio::task::JoinSet::new();
     for (i, h) in watchers.iter().enumerate() {
-        let (h, star, ns, ch, sem) = (h.clone(), star.clone(), target.ns, args.challenges, sem.clone());
+        let (h, star, ns, ch, sem) = (
+            h.clone(),
+            star.clone(),
+            target.ns,
+            args.challenges,
+            sem.clone(),
+        );
         set.spawn(async move {
             let _p = sem.acquire_owned().await?;
             let mut c = sign_in_md5(ns, &h).await?;
@@ -630,7 +863,10 @@ async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> a
             let mut c = c;
             // NLN <status> <handle> <name>: report when the star's status arrives.
             while let Ok(cmd) = c.recv().await {
-                if cmd.name == "NLN" && cmd.arg(1) == Some(star.as_str()) && tx.send((i, Instant::now())).is_err() {
+                if cmd.name == "NLN"
+                    && cmd.arg(1) == Some(star.as_str())
+                    && tx.send((i, Instant::now())).is_err()
+                {
                     break;
                 }
             }
@@ -642,7 +878,9 @@ async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> a
     // The first NLN (coming online) reaches everyone: drain it.
     let mut got = 0;
     while got < w {
-        tokio::time::timeout(REPLY_TIMEOUT, rx.recv()).await?.ok_or_else(|| anyhow!("watchers gone"))?;
+        tokio::time::timeout(REPLY_TIMEOUT, rx.recv())
+            .await?
+            .ok_or_else(|| anyhow!("watchers gone"))?;
         got += 1;
     }
     let mut all = Samples::default();
@@ -654,7 +892,9 @@ async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> a
         s.send(&format!("CHG {t} {status}")).await?;
         let mut latest = t0;
         for _ in 0..w {
-            let (_, at) = tokio::time::timeout(REPLY_TIMEOUT, rx.recv()).await?.ok_or_else(|| anyhow!("watchers gone"))?;
+            let (_, at) = tokio::time::timeout(REPLY_TIMEOUT, rx.recv())
+                .await?
+                .ok_or_else(|| anyhow!("watchers gone"))?;
             latest = latest.max(at);
             all.push(at - t0);
         }
@@ -664,10 +904,28 @@ async fn scenario_fanout(args: &Args, target: &Target, report: &mut Report) -> a
     for r in readers {
         r.abort();
     }
-    report.add("fanout", &format!("all {w} watchers have NLN: p50"), ms(last.pct(0.50)), "", None);
+    report.add(
+        "fanout",
+        &format!("all {w} watchers have NLN: p50"),
+        ms(last.pct(0.50)),
+        "",
+        None,
+    );
     let p99 = last.pct(0.99);
-    report.add("fanout", &format!("all {w} watchers have NLN: p99"), ms(p99), "< 10 ms", Some(p99 < Duration::from_millis(10)));
-    report.add("fanout", "single watcher NLN p50 / p99", format!("{} / {}", ms(all.pct(0.5)), ms(all.pct(0.99))), "", None);
+    report.add(
+        "fanout",
+        &format!("all {w} watchers have NLN: p99"),
+        ms(p99),
+        "< 10 ms",
+        Some(p99 < Duration::from_millis(10)),
+    );
+    report.add(
+        "fanout",
+        "single watcher NLN p50 / p99",
+        format!("{} / {}", ms(all.pct(0.5)), ms(all.pct(0.99))),
+        "",
+        None,
+    );
     Ok(())
 }
 
@@ -681,7 +939,12 @@ struct Pair {
     _ns: (Conn, Conn),
 }
 
-async fn make_pairs(target: &Target, prefix: &str, count: usize, challenges: bool) -> anyhow::Result<Vec<Pair>> {
+async fn make_pairs(
+    target: &Target,
+    prefix: &str,
+    count: usize,
+    challenges: bool,
+) -> anyhow::Result<Vec<Pair>> {
     let users = create_users(target, prefix, count * 2, false).await?;
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
@@ -699,7 +962,10 @@ async fn make_pairs(target: &Target, prefix: &str, count: usize, challenges: boo
     while let Some(r) = set.join_next().await {
         pairs.push(r??);
     }
-    println!("   {count} switchboards set up in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "   {count} switchboards set up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(pairs)
 }
 
@@ -711,21 +977,34 @@ async fn make_pair(ns: SocketAddr, a: &str, b: &str, challenges: bool) -> anyhow
     let t = a_ns.next();
     a_ns.send(&format!("XFR {t} SB")).await?;
     let xfr = a_ns.expect("XFR").await?;
-    let sb: SocketAddr = xfr.arg(2).ok_or_else(|| anyhow!("XFR without address"))?.parse()?;
-    let cookie = xfr.arg(4).ok_or_else(|| anyhow!("XFR without cookie"))?.to_string();
+    let sb: SocketAddr = xfr
+        .arg(2)
+        .ok_or_else(|| anyhow!("XFR without address"))?
+        .parse()?;
+    let cookie = xfr
+        .arg(4)
+        .ok_or_else(|| anyhow!("XFR without cookie"))?
+        .to_string();
     let mut a_sb = Conn::connect(sb).await?;
     a_sb.send(&format!("USR 1 {a} {cookie}")).await?;
     a_sb.expect("USR").await?;
     a_sb.send(&format!("CAL 2 {b}")).await?;
     a_sb.expect("CAL").await?;
     let rng = b_ns.expect("RNG").await?;
-    let (session, cookie) = (rng.arg(0).unwrap_or("").to_string(), rng.arg(3).unwrap_or("").to_string());
+    let (session, cookie) = (
+        rng.arg(0).unwrap_or("").to_string(),
+        rng.arg(3).unwrap_or("").to_string(),
+    );
     let mut b_sb = Conn::connect(sb).await?;
     b_sb.send(&format!("ANS 1 {b} {cookie} {session}")).await?;
     b_sb.expect("ANS").await?;
     a_sb.expect("JOI").await?;
     a_sb.trid = 2;
-    Ok(Pair { a_sb, b_sb, _ns: (a_ns, b_ns) })
+    Ok(Pair {
+        a_sb,
+        b_sb,
+        _ns: (a_ns, b_ns),
+    })
 }
 
 /// The text message sent in the switchboard runs: a real text/plain MSG
@@ -749,14 +1028,21 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
 
 /// Reads relayed `MSG`s off a receiver's connection and records their
 /// latency (send → here) while `record` says so. Returns on EOF or `stop`.
-async fn receive(mut rd: OwnedReadHalf, record_from: u64, stop: Arc<AtomicBool>, credit: Option<Arc<tokio::sync::Semaphore>>) -> (Samples, u64) {
+async fn receive(
+    mut rd: OwnedReadHalf,
+    record_from: u64,
+    stop: Arc<AtomicBool>,
+    credit: Option<Arc<tokio::sync::Semaphore>>,
+) -> (Samples, u64) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut samples = Samples::default();
     let mut count = 0u64;
     loop {
         // Frame: a line; MSG lines carry a payload whose length is the last token.
         loop {
-            let Some(lf) = buf.iter().position(|&b| b == b'\n') else { break };
+            let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+                break;
+            };
             let line = &buf[..lf];
             if line.starts_with(b"MSG ") {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -820,6 +1106,52 @@ struct SbResult {
     seconds: f64,
     samples: Samples,
     naks: u64,
+    /// CPU (in cores) that other processes on the machine used meanwhile.
+    others: f64,
+}
+
+/// Busy CPU time of the whole machine and of this process (plus a
+/// spawned server), in clock ticks: their difference over a run is what
+/// other processes took from the benchmark.
+fn cpu_ticks(server_pid: Option<u32>) -> (u64, u64) {
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal: irq and softirq
+            // are left out (loopback TCP of this process shows up there).
+            Some(f.first()? + f.get(1)? + f.get(2)? + f.get(7)?)
+        })
+        .unwrap_or(0);
+    let process = |pid: String| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 2..];
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // utime and stime are fields 14 and 15 of the line (11 and 12
+                // counted from the state field that follows the name).
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    };
+    let own = process("self".into()) + server_pid.map(|p| process(p.to_string())).unwrap_or(0);
+    (machine, own)
+}
+
+/// Cores used by other processes between two [`cpu_ticks`] readings.
+fn others_cores(before: (u64, u64), after: (u64, u64), seconds: f64) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let machine = after.0.saturating_sub(before.0) as f64;
+    let own = after.1.saturating_sub(before.1) as f64;
+    ((machine - own) / hz / seconds.max(0.001)).max(0.0)
 }
 
 /// How senders pace themselves.
@@ -836,7 +1168,14 @@ enum Pace {
 /// Runs traffic over the pairs for `warmup + seconds`; latency and counts
 /// cover the measured part only. `during` runs concurrently after warm-up
 /// (the storm); the measurement then lasts until both are done.
-async fn run_switchboards<F>(pairs: Vec<Pair>, pace: Pace, size: usize, seconds: f64, during: F) -> anyhow::Result<(SbResult, Vec<Pair>)>
+async fn run_switchboards<F>(
+    server_pid: Option<u32>,
+    pairs: Vec<Pair>,
+    pace: Pace,
+    size: usize,
+    seconds: f64,
+    during: F,
+) -> anyhow::Result<(SbResult, Vec<Pair>)>
 where
     F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
@@ -859,14 +1198,23 @@ where
         }));
         credits.push(credit.clone());
         let refill = matches!(pace, Pace::Window(_)).then(|| credit.clone());
-        receivers.push(tokio::spawn(receive(b_rd, record_from, stop.clone(), refill)));
+        receivers.push(tokio::spawn(receive(
+            b_rd,
+            record_from,
+            stop.clone(),
+            refill,
+        )));
         tokio::spawn(drain_acks(a_rd, naks.clone(), stop.clone()));
         let stop = stop.clone();
         senders.push(tokio::spawn(async move {
             let mut trid = a_sb.trid;
             let mut out = Vec::with_capacity(64 * 1024);
             while !stop.load(Ordering::Relaxed) {
-                let Ok(Ok(permit)) = tokio::time::timeout(Duration::from_millis(200), credit.acquire()).await else { continue };
+                let Ok(Ok(permit)) =
+                    tokio::time::timeout(Duration::from_millis(200), credit.acquire()).await
+                else {
+                    continue;
+                };
                 permit.forget();
                 let mut n = 1;
                 while let Ok(p) = credit.try_acquire() {
@@ -889,27 +1237,31 @@ where
     }
     if let Pace::Rate(rate) = pace {
         let (stop, credits) = (stop.clone(), credits.clone());
-        std::thread::Builder::new().name("bench-pacer".into()).spawn(move || {
-            let started = Instant::now();
-            let mut released = 0u64;
-            let mut next = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-                while released < due {
-                    credits[next].add_permits(1);
-                    next = (next + 1) % credits.len();
-                    released += 1;
+        std::thread::Builder::new()
+            .name("bench-pacer".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut released = 0u64;
+                let mut next = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                    while released < due {
+                        credits[next].add_permits(1);
+                        next = (next + 1) % credits.len();
+                        released += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
                 }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        })?;
+            })?;
     }
     tokio::time::sleep(warmup).await;
     let measured_from = Instant::now();
+    let cpu_before = cpu_ticks(server_pid);
     let background = tokio::spawn(during);
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     background.await??;
     let measured = measured_from.elapsed().as_secs_f64();
+    let others = others_cores(cpu_before, cpu_ticks(server_pid), measured);
     stop.store(true, Ordering::Relaxed);
     let mut samples = Samples::default();
     let mut delivered = 0;
@@ -922,44 +1274,139 @@ where
         let _ = s.await;
     }
     drop(keep);
-    Ok((SbResult { delivered, seconds: measured, samples, naks: naks.load(Ordering::Relaxed) }, Vec::new()))
+    Ok((
+        SbResult {
+            delivered,
+            seconds: measured,
+            others,
+            samples,
+            naks: naks.load(Ordering::Relaxed),
+        },
+        Vec::new(),
+    ))
 }
 
 async fn scenario_relay(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let s = args.switchboards;
-    println!("== Relay: {s} switchboards, {} messages in flight each, {} s", args.inflight, args.seconds);
+    println!(
+        "== Relay: {s} switchboards, {} messages in flight each, {} s",
+        args.inflight, args.seconds
+    );
     let pairs = make_pairs(target, "relay", s, args.challenges).await?;
-    let (mut r, _) = run_switchboards(pairs, Pace::Window(args.inflight), args.size, args.seconds as f64, async { Ok(()) }).await?;
+    let (mut r, _) = run_switchboards(
+        target.server_pid,
+        pairs,
+        Pace::Window(args.inflight),
+        args.size,
+        args.seconds as f64,
+        async { Ok(()) },
+    )
+    .await?;
     let rate = r.delivered as f64 / r.seconds;
-    let label = format!("relayed msgs/s (S={s}, K={}, {} B)", args.inflight, args.size);
-    report.add("relay", &label, format!("{rate:.0}"), ">= 200000", Some(rate >= 200_000.0));
-    report.add("relay", "round trip send->receiver p50", ms(r.samples.pct(0.50)), "", None);
-    report.add("relay", "round trip send->receiver p99", ms(r.samples.pct(0.99)), "", None);
+    let label = format!(
+        "relayed msgs/s (S={s}, K={}, {} B)",
+        args.inflight, args.size
+    );
+    report.add(
+        "relay",
+        &label,
+        format!("{rate:.0}"),
+        ">= 200000",
+        Some(rate >= 200_000.0),
+    );
+    report.add(
+        "relay",
+        "round trip send->receiver p50",
+        ms(r.samples.pct(0.50)),
+        "",
+        None,
+    );
+    report.add(
+        "relay",
+        "round trip send->receiver p99",
+        ms(r.samples.pct(0.99)),
+        "",
+        None,
+    );
     report.add("relay", "NAKs", r.naks.to_string(), "0", Some(r.naks == 0));
+    report.add(
+        "relay",
+        "CPU taken by other processes meanwhile",
+        format!("{:.2} cores", r.others),
+        "",
+        None,
+    );
     Ok(())
 }
 
 async fn scenario_rate(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let s = args.rate_switchboards;
-    println!("== Fixed rate: {} msgs/s over {s} switchboards, {} s", args.rate, args.seconds);
+    println!(
+        "== Fixed rate: {} msgs/s over {s} switchboards, {} s",
+        args.rate, args.seconds
+    );
     let pairs = make_pairs(target, "rate", s, args.challenges).await?;
-    let (mut r, _) = run_switchboards(pairs, Pace::Rate(args.rate), args.size, args.seconds as f64, async { Ok(()) }).await?;
+    let (mut r, _) = run_switchboards(
+        target.server_pid,
+        pairs,
+        Pace::Rate(args.rate),
+        args.size,
+        args.seconds as f64,
+        async { Ok(()) },
+    )
+    .await?;
     let achieved = r.delivered as f64 / r.seconds;
-    report.add("rate", &format!("achieved msgs/s (asked {})", args.rate), format!("{achieved:.0}"), "", None);
+    report.add(
+        "rate",
+        &format!("achieved msgs/s (asked {})", args.rate),
+        format!("{achieved:.0}"),
+        "",
+        None,
+    );
     report.add("rate", "delivery p50", ms(r.samples.pct(0.50)), "", None);
     let p99 = r.samples.pct(0.99);
-    report.add("rate", &format!("delivery p99 at {} msgs/s", args.rate), ms(p99), "< 0.5 ms", Some(p99 < Duration::from_micros(500)));
-    report.add("rate", "delivery p99.9 / max", format!("{} / {}", ms(r.samples.pct(0.999)), ms(r.samples.pct(1.0))), "", None);
+    report.add(
+        "rate",
+        &format!("delivery p99 at {} msgs/s", args.rate),
+        ms(p99),
+        "< 0.5 ms",
+        Some(p99 < Duration::from_micros(500)),
+    );
+    report.add(
+        "rate",
+        "delivery p99.9 / max",
+        format!("{} / {}", ms(r.samples.pct(0.999)), ms(r.samples.pct(1.0))),
+        "",
+        None,
+    );
+    report.add(
+        "rate",
+        "CPU taken by other processes meanwhile",
+        format!("{:.2} cores", r.others),
+        "",
+        None,
+    );
     Ok(())
 }
 
 async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let s = args.rate_switchboards;
-    println!("== Storm: {} Passport sign-ins while {s} switchboards carry {} msgs/s", args.storm, args.storm_rate);
+    println!(
+        "== Storm: {} Passport sign-ins while {s} switchboards carry {} msgs/s",
+        args.storm, args.storm_rate
+    );
     let stormers = create_users(target, "storm", args.storm, true).await?;
     let pairs = make_pairs(target, "calm", s, args.challenges).await?;
     // Baseline.
-    let (mut base, _) = run_switchboards(pairs, Pace::Rate(args.storm_rate), args.size, 3.0, async { Ok(()) }).await?;
+    let (mut base, _) = run_switchboards(
+        target.server_pid,
+        pairs,
+        Pace::Rate(args.storm_rate),
+        args.size,
+        3.0,
+        async { Ok(()) },
+    )
+    .await?;
     let pairs = make_pairs(target, "calm2", s, args.challenges).await?;
     let (ns, http) = (target.ns, target.http);
     let storm_stats = Arc::new(parking_lot::Mutex::new((0usize, 0usize, 0f64)));
@@ -968,7 +1415,13 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
         let started = Instant::now();
         let mut set = tokio::task::JoinSet::new();
         for h in stormers {
-            set.spawn(async move { sign_in_passport(ns, http, &h).await.map(|mut c| async move { let _ = c.send("OUT").await; }) });
+            set.spawn(async move {
+                sign_in_passport(ns, http, &h)
+                    .await
+                    .map(|mut c| async move {
+                        let _ = c.send("OUT").await;
+                    })
+            });
         }
         let (mut ok, mut failed) = (0, 0);
         while let Some(r) = set.join_next().await {
@@ -988,13 +1441,52 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
         *stats.lock() = (ok, failed, started.elapsed().as_secs_f64());
         anyhow::Ok(())
     };
-    let (mut during, _) = run_switchboards(pairs, Pace::Rate(args.storm_rate), args.size, 0.0, storm).await?;
+    let (mut during, _) = run_switchboards(
+        target.server_pid,
+        pairs,
+        Pace::Rate(args.storm_rate),
+        args.size,
+        0.0,
+        storm,
+    )
+    .await?;
     let (ok, failed, secs) = *storm_stats.lock();
-    report.add("storm", "switchboard p99 before the storm", ms(base.samples.pct(0.99)), "", None);
+    report.add(
+        "storm",
+        "switchboard p99 before the storm",
+        ms(base.samples.pct(0.99)),
+        "",
+        None,
+    );
     let p99 = during.samples.pct(0.99);
-    report.add("storm", &format!("switchboard p99 during {} Passport sign-ins", args.storm), ms(p99), "< 20 ms", Some(p99 < Duration::from_millis(20)));
-    report.add("storm", "switchboard max during the storm", ms(during.samples.pct(1.0)), "", None);
-    report.add("storm", "storm: signed in / failed / seconds", format!("{ok} / {failed} / {secs:.1}"), "", Some(failed == 0));
+    report.add(
+        "storm",
+        &format!("switchboard p99 during {} Passport sign-ins", args.storm),
+        ms(p99),
+        "< 20 ms",
+        Some(p99 < Duration::from_millis(20)),
+    );
+    report.add(
+        "storm",
+        "switchboard max during the storm",
+        ms(during.samples.pct(1.0)),
+        "",
+        None,
+    );
+    report.add(
+        "storm",
+        "storm: signed in / failed / seconds",
+        format!("{ok} / {failed} / {secs:.1}"),
+        "",
+        Some(failed == 0),
+    );
+    report.add(
+        "storm",
+        "CPU taken by other processes meanwhile",
+        format!("{:.2} cores", during.others),
+        "",
+        None,
+    );
     Ok(())
 }
 
@@ -1002,14 +1494,24 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
-    Ok(line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow!("no VmRSS"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow!("bad VmRSS"))?
+        .parse()?)
 }
 
 fn raise_fd_limit(want: u64) {
     // SAFETY: plain getrlimit/setrlimit on a local struct.
     unsafe {
-        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
             lim.rlim_cur = want.min(lim.rlim_max);
             let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
@@ -1019,7 +1521,9 @@ fn raise_fd_limit(want: u64) {
 
 async fn scenario_memory(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
     let Some(pid) = target.server_pid else {
-        bail!("the memory scenario needs the server in its own process (it is started with --spawn auto when not given)");
+        bail!(
+            "the memory scenario needs the server in its own process (it is started with --spawn auto when not given)"
+        );
     };
     let n = args.connections;
     println!("== Memory: {n} idle signed-in MSNP7 connections, server pid {pid}");
@@ -1050,12 +1554,101 @@ async fn scenario_memory(args: &Args, target: &Target, report: &mut Report) -> a
     while let Some(r) = set.join_next().await {
         conns.push(r??);
     }
-    println!("   {n} connections signed in in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "   {n} connections signed in in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(pid)?;
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
-    report.add("memory", "server RSS before / after (MiB)", format!("{:.1} / {:.1}", before as f64 / 1024.0, after as f64 / 1024.0), "", None);
-    report.add("memory", &format!("RSS per idle signed-in connection (n={n})"), format!("{:.0} B", per), "<= 4096 B", Some(per <= 4096.0));
+    report.add(
+        "memory",
+        "server RSS before / after (MiB)",
+        format!(
+            "{:.1} / {:.1}",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        ),
+        "",
+        None,
+    );
+    report.add(
+        "memory",
+        &format!("RSS per idle signed-in connection (n={n})"),
+        format!("{:.0} B", per),
+        "<= 4096 B",
+        Some(per <= 4096.0),
+    );
+    drop(conns);
+    Ok(())
+}
+
+async fn connect_idle(
+    target: &Target,
+    users: Vec<String>,
+    challenges: bool,
+) -> anyhow::Result<Vec<Conn>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut set = tokio::task::JoinSet::new();
+    for h in users {
+        let (ns, sem) = (target.ns, sem.clone());
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            let mut c = sign_in_md5(ns, &h).await?;
+            go_online(&mut c, 7, challenges).await?;
+            anyhow::Ok(c)
+        });
+    }
+    let mut conns = Vec::new();
+    while let Some(r) = set.join_next().await {
+        conns.push(r??);
+    }
+    Ok(conns)
+}
+
+async fn scenario_heap(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
+    if target.server_pid.is_some() || args.ns.is_some() {
+        bail!(
+            "the heap scenario counts the in-process server's allocations; run it without --spawn/--ns"
+        );
+    }
+    let n = args.connections;
+    println!("== Heap: {n} idle signed-in MSNP7 connections, allocations on the server's threads");
+    let users = create_users(target, "heap", n + 100, false).await?;
+    drop(connect_idle(target, users[n..].to_vec(), args.challenges).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    heap::ENABLED.store(true, Ordering::Relaxed);
+    let (before, classes_before) = heap::snapshot();
+    let conns = connect_idle(target, users[..n].to_vec(), args.challenges).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after, classes_after) = heap::snapshot();
+    heap::ENABLED.store(false, Ordering::Relaxed);
+    let per = (after - before) as f64 / n as f64;
+    report.add(
+        "heap",
+        &format!("server heap per idle connection (n={n})"),
+        format!("{per:.0} B"),
+        "",
+        None,
+    );
+    let mut by_class: Vec<(usize, i64)> = classes_after
+        .iter()
+        .zip(&classes_before)
+        .map(|(a, b)| a - b)
+        .enumerate()
+        .collect();
+    by_class.sort_by_key(|&(class, count)| -(count * (class as i64 * 16 + 8)));
+    for (class, count) in by_class.into_iter().take(12).filter(|&(_, c)| c > 0) {
+        let per_conn = count as f64 / n as f64;
+        let bytes = format!("{}-{} B", class * 16, class * 16 + 15);
+        report.add(
+            "heap",
+            &format!("  blocks of {bytes}"),
+            format!("{per_conn:.2} per connection"),
+            "",
+            None,
+        );
+    }
     drop(conns);
     Ok(())
 }
@@ -1112,6 +1705,7 @@ fn main() -> anyhow::Result<()> {
         if target.is_some() {
             println!("server under test: {}", t.what);
         }
+        let (cpu_before, started) = (cpu_ticks(t.server_pid), Instant::now());
         let result = client_rt.block_on(async {
             match scenario {
                 Scenario::SigninMd5 => scenario_signin_md5(&args, t, &mut report).await,
@@ -1121,17 +1715,44 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Rate => scenario_rate(&args, t, &mut report).await,
                 Scenario::Memory => scenario_memory(&args, t, &mut report).await,
                 Scenario::Storm => scenario_storm(&args, t, &mut report).await,
+                Scenario::Heap => scenario_heap(&args, t, &mut report).await,
                 Scenario::All => Ok(()),
             }
         });
+        if matches!(
+            scenario,
+            Scenario::SigninMd5 | Scenario::SigninPassport | Scenario::Fanout
+        ) {
+            let others = others_cores(
+                cpu_before,
+                cpu_ticks(t.server_pid),
+                started.elapsed().as_secs_f64(),
+            );
+            let name = format!("{scenario:?}").to_lowercase();
+            report.add(
+                &name,
+                "CPU taken by other processes (whole scenario)",
+                format!("{others:.2} cores"),
+                "",
+                None,
+            );
+        }
         if let Err(e) = result {
             eprintln!("scenario {scenario:?} failed: {e:#}");
-            report.add(&format!("{scenario:?}").to_lowercase(), "FAILED", format!("{e:#}"), "", Some(false));
+            report.add(
+                &format!("{scenario:?}").to_lowercase(),
+                "FAILED",
+                format!("{e:#}"),
+                "",
+                Some(false),
+            );
         }
     }
     println!(
         "\nmsngate-bench on {} cores; clients on {} threads; {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         args.client_threads,
         shared.as_ref().map(|t| t.what.as_str()).unwrap_or("")
     );
@@ -1142,7 +1763,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("msngate-bench-{}-{}", std::process::id(), now_ns()));
+    let dir =
+        std::env::temp_dir().join(format!("msngate-bench-{}-{}", std::process::id(), now_ns()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -10,7 +10,7 @@
 #
 # Switches (environment):
 #   MSNGATE_TEST_POSTGRES=0|1   PostgreSQL cluster (default 1)
-#   MSNGATE_TEST_SYNAPSE=0|1    Synapse homeserver (default 0)
+#   MSNGATE_TEST_SYNAPSE=0|1    Synapse homeserver for tests/matrix.rs (default 1)
 #   MSNGATE_TEST_IRC=0|1        ngircd IRC server (default 1; tests/irc.rs)
 #   MSNGATE_TEST_DOCKER=0|1     scripts/check-docker.sh (default 1)
 #   MSNGATE_TEST_AS_REGISTRATION=PATH   appservice registration Synapse loads
@@ -29,7 +29,7 @@ source scripts/services/synapse.sh
 source scripts/services/ngircd.sh
 
 want_pg="${MSNGATE_TEST_POSTGRES:-1}"
-want_synapse="${MSNGATE_TEST_SYNAPSE:-0}"
+want_synapse="${MSNGATE_TEST_SYNAPSE:-1}"
 want_irc="${MSNGATE_TEST_IRC:-1}"
 want_docker="${MSNGATE_TEST_DOCKER:-1}"
 for v in want_pg want_synapse want_irc want_docker; do

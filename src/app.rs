@@ -55,6 +55,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub irc: Option<Arc<crate::bridge::irc::IrcBridge>>,
+    pub matrix: Option<Arc<crate::bridge::matrix::MatrixBridge>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -68,6 +69,11 @@ impl Running {
         if let Some(irc) = &self.irc {
             if !irc.flush(grace / 3).await {
                 tracing::warn!("IRC bridge queue not empty at shutdown; it is kept in the database for the next start");
+            }
+        }
+        if let Some(matrix) = &self.matrix {
+            if !matrix.flush(grace / 3).await {
+                tracing::warn!("Matrix bridge queue not empty at shutdown; it is kept in the database for the next start");
             }
         }
         let _ = self.shutdown.send(true);
@@ -163,7 +169,19 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
 
     let http_addr = config.http.listen;
+    let matrix = match &config.matrix {
+        Some(m) => Some(Arc::new(
+            crate::bridge::matrix::start(m, hub.clone(), metrics.clone(), shutdown_rx.clone())
+                .await
+                .context("cannot start the Matrix bridge")?,
+        )),
+        None => None,
+    };
     let mut readiness: Vec<(&'static str, Arc<dyn Fn() -> bool + Send + Sync>)> = Vec::new();
+    if let Some(matrix) = &matrix {
+        let matrix = matrix.clone();
+        readiness.push(("matrix", Arc::new(move || matrix.is_ready())));
+    }
     if let Some(irc) = &irc {
         let irc = irc.clone();
         readiness.push(("irc", Arc::new(move || irc.is_ready())));
@@ -183,5 +201,5 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 
     tracing::info!(%notification_addr, ?dispatch_addr, %switchboard_addr, %http_addr,
         advertised_switchboard = %config.switchboard_address(), "msngate listening");
-    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, irc, shutdown: shutdown_tx, tasks })
+    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, irc, matrix, shutdown: shutdown_tx, tasks })
 }

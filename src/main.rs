@@ -70,6 +70,17 @@ enum MatrixCommand {
     /// Write the appservice registration for the homeserver to load
     /// (matrix.registration); tokens are generated once and kept.
     Registration,
+    /// Double puppeting: let an MSN user's messages come from their own Matrix
+    /// account. The access token is read from standard input (so it never shows
+    /// in the process list) unless --token is given.
+    Puppet {
+        email: String,
+        #[arg(long)]
+        token: Option<String>,
+        /// Unlink instead: messages come from the ghost again.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +165,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::CheckConfig => Ok(()),
         Command::Irc(IrcCommand::Credentials(cmd)) => irc_credentials(&config, cmd).await,
+        Command::Matrix(MatrixCommand::Puppet { email, token, remove }) => {
+            let matrix = config.matrix.as_ref().ok_or_else(|| anyhow::anyhow!("the configuration has no matrix section"))?;
+            let handle = msngate::core::handle::normalize(&email).ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))?;
+            let hub = msngate::app::build_hub(&config).await?;
+            if remove {
+                if msngate::bridge::matrix::unlink_double_puppet(hub.store(), &handle).await? {
+                    println!("{handle}: double puppeting removed");
+                } else {
+                    anyhow::bail!("{handle} has no linked Matrix account");
+                }
+                return Ok(());
+            }
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+            };
+            if token.is_empty() {
+                anyhow::bail!("no access token given (pass --token or write it to standard input)");
+            }
+            let mxid = msngate::bridge::matrix::link_double_puppet(matrix, hub.store(), &handle, &token).await?;
+            println!("{handle}: messages now come from {mxid}");
+            Ok(())
+        }
         Command::Matrix(MatrixCommand::Registration) => {
             let matrix = config
                 .matrix

@@ -30,7 +30,12 @@ async fn online(server: &TestServer, dialect: u8, handle: &str, nickname: &str, 
     server.add_user(handle, PW, nickname).await;
     let mut ns = sign_in(server, dialect, handle, PW).await;
     set_status(&mut ns, dialect, "NLN", caps).await;
-    User { handle: handle.to_string(), name: msnp::urlenc::encode(nickname), caps, ns }
+    User {
+        handle: handle.to_string(),
+        name: msnp::urlenc::encode(nickname),
+        caps,
+        ns,
+    }
 }
 
 async fn set_status(ns: &mut Client, dialect: u8, status: &str, caps: u32) {
@@ -67,7 +72,8 @@ async fn open_chat(server: &TestServer, u: &mut User) -> Client {
     let mut sb = Client::connect(server.running.switchboard_addr).await;
     let t = sb.next();
     sb.send(&format!("USR {t} {} {cookie}", u.handle)).await;
-    sb.expect(&format!("USR {t} OK {} {}", u.handle, u.name)).await;
+    sb.expect(&format!("USR {t} OK {} {}", u.handle, u.name))
+        .await;
     sb
 }
 
@@ -95,10 +101,16 @@ async fn ring(server: &TestServer, invitee: &mut User, session: &str, caller: &U
 }
 
 /// The invitee's side: `ANS`, then the `IRO` lines (returned, rendered) and `ANS OK`.
-async fn answer(server: &TestServer, u: &User, cookie: &str, session: &str) -> (Client, Vec<String>) {
+async fn answer(
+    server: &TestServer,
+    u: &User,
+    cookie: &str,
+    session: &str,
+) -> (Client, Vec<String>) {
     let mut sb = Client::connect(server.running.switchboard_addr).await;
     let t = sb.next();
-    sb.send(&format!("ANS {t} {} {cookie} {session}", u.handle)).await;
+    sb.send(&format!("ANS {t} {} {cookie} {session}", u.handle))
+        .await;
     let mut iro = Vec::new();
     loop {
         let cmd = sb.recv().await;
@@ -111,7 +123,12 @@ async fn answer(server: &TestServer, u: &User, cookie: &str, session: &str) -> (
 }
 
 /// `caller` (already on `caller_sb`) brings `invitee` into the session.
-async fn invite(server: &TestServer, caller_sb: &mut Client, caller: &User, invitee: &mut User) -> (Client, Vec<String>) {
+async fn invite(
+    server: &TestServer,
+    caller_sb: &mut Client,
+    caller: &User,
+    invitee: &mut User,
+) -> (Client, Vec<String>) {
     let session = call(caller_sb, &invitee.handle).await;
     let cookie = ring(server, invitee, &session, caller).await;
     answer(server, invitee, &cookie, &session).await
@@ -119,7 +136,11 @@ async fn invite(server: &TestServer, caller_sb: &mut Client, caller: &User, invi
 
 /// `JOI` (or `IRO` fields) for `u` as a client of `viewer_dialect` sees it.
 fn fields(u: &User, viewer_dialect: u8) -> String {
-    if viewer_dialect >= 12 { format!("{} {} {}", u.handle, u.name, u.caps) } else { format!("{} {}", u.handle, u.name) }
+    if viewer_dialect >= 12 {
+        format!("{} {} {}", u.handle, u.name, u.caps)
+    } else {
+        format!("{} {}", u.handle, u.name)
+    }
 }
 
 fn text_message(body: &str) -> Vec<u8> {
@@ -133,7 +154,8 @@ fn typing(handle: &str) -> Vec<u8> {
     format!("MIME-Version: 1.0\r\nContent-Type: text/x-msmsgscontrol\r\nTypingUser: {handle}\r\n\r\n\r\n").into_bytes()
 }
 
-const NUDGE: &[u8] = b"MIME-Version: 1.0\r\nContent-Type: text/x-msnmsgr-datacast\r\n\r\nID: 1\r\n\r\n";
+const NUDGE: &[u8] =
+    b"MIME-Version: 1.0\r\nContent-Type: text/x-msnmsgr-datacast\r\n\r\nID: 1\r\n\r\n";
 
 /// Sends `MSG t mode len` + payload; returns the TrID.
 async fn send_msg(sb: &mut Client, mode: &str, payload: &[u8]) -> u32 {
@@ -145,8 +167,15 @@ async fn send_msg(sb: &mut Client, mode: &str, payload: &[u8]) -> u32 {
 /// Receives one relayed message and checks sender, name and exact bytes.
 async fn expect_relayed(sb: &mut Client, from: &User, payload: &[u8]) {
     let cmd = sb.recv().await;
-    assert_eq!(render(&cmd), format!("MSG {} {} {}", from.handle, from.name, payload.len()));
-    assert_eq!(cmd.payload.as_deref(), Some(payload), "payload not relayed byte for byte");
+    assert_eq!(
+        render(&cmd),
+        format!("MSG {} {} {}", from.handle, from.name, payload.len())
+    );
+    assert_eq!(
+        cmd.payload.as_deref(),
+        Some(payload),
+        "payload not relayed byte for byte"
+    );
 }
 
 /// Proves nothing else is queued for `sb` before a fresh `A` message's
@@ -164,7 +193,14 @@ fn rendered(cmds: &[Command]) -> Vec<String> {
 #[tokio::test]
 async fn one_to_one_chat_both_ways_with_utf8_and_formatting_intact() {
     let server = start().await;
-    let mut alice = online(&server, 9, "alice@one2one.example.com", "Alice Ä", 268435492).await;
+    let mut alice = online(
+        &server,
+        9,
+        "alice@one2one.example.com",
+        "Alice Ä",
+        268435492,
+    )
+    .await;
     let mut bob = online(&server, 9, "bob@one2one.example.com", "Bob", 268435492).await;
 
     let mut a_sb = open_chat(&server, &mut alice).await;
@@ -192,24 +228,34 @@ async fn one_to_one_chat_both_ways_with_utf8_and_formatting_intact() {
 
 #[tokio::test]
 async fn xfr_and_rng_advertise_the_configured_public_switchboard_address() {
-    let server = start_with(|c| c.msn.switchboard_public = Some("sb.example.net:1864".into())).await;
+    let server =
+        start_with(|c| c.msn.switchboard_public = Some("sb.example.net:1864".into())).await;
     let mut alice = online(&server, 12, "alice@sbpublic.example.com", "Alice", 0).await;
     let mut bob = online(&server, 7, "bob@sbpublic.example.com", "Bob", 0).await;
     let (address, cookie) = xfr(&mut alice.ns).await;
     assert_eq!(address, "sb.example.net:1864");
     let mut a_sb = Client::connect(server.running.switchboard_addr).await;
     a_sb.send(&format!("USR 1 {} {cookie}", alice.handle)).await;
-    a_sb.expect(&format!("USR 1 OK {} Alice", alice.handle)).await;
+    a_sb.expect(&format!("USR 1 OK {} Alice", alice.handle))
+        .await;
     a_sb.send(&format!("CAL 2 {}", bob.handle)).await;
     let session = a_sb.recv().await.args[2].clone();
     let rng = bob.ns.recv_named("RNG").await;
-    assert_eq!(render(&rng), format!("RNG {session} sb.example.net:1864 CKI {} {} Alice", rng.args[3], alice.handle));
+    assert_eq!(
+        render(&rng),
+        format!(
+            "RNG {session} sb.example.net:1864 CKI {} {} Alice",
+            rng.args[3], alice.handle
+        )
+    );
 }
 
 #[tokio::test]
 async fn xfr_sb_needs_a_visible_status() {
     let server = start().await;
-    server.add_user("alice@xfrstatus.example.com", PW, "Alice").await;
+    server
+        .add_user("alice@xfrstatus.example.com", PW, "Alice")
+        .await;
     let mut ns = sign_in(&server, 11, "alice@xfrstatus.example.com", PW).await;
     // No CHG yet.
     ns.send("XFR 10 SB").await;
@@ -238,7 +284,13 @@ async fn three_party_chat_with_joins_leaves_and_dialect_specific_iro_joi() {
 
     // Any participant may invite: bob calls carol.
     let (mut c_sb, iro) = invite(&server, &mut b_sb, &bob, &mut carol).await;
-    assert_eq!(iro, [format!("IRO 1 1 2 {}", fields(&alice, 12)), format!("IRO 1 2 2 {}", fields(&bob, 12))]);
+    assert_eq!(
+        iro,
+        [
+            format!("IRO 1 1 2 {}", fields(&alice, 12)),
+            format!("IRO 1 2 2 {}", fields(&bob, 12))
+        ]
+    );
     a_sb.expect(&format!("JOI {}", fields(&carol, 12))).await;
     b_sb.expect(&format!("JOI {}", fields(&carol, 11))).await;
 
@@ -262,7 +314,13 @@ async fn three_party_chat_with_joins_leaves_and_dialect_specific_iro_joi() {
 
     // bob can be invited back into the running session.
     let (mut b_sb, iro) = invite(&server, &mut c_sb, &carol, &mut bob).await;
-    assert_eq!(iro, [format!("IRO 1 1 2 {}", fields(&alice, 11)), format!("IRO 1 2 2 {}", fields(&carol, 11))]);
+    assert_eq!(
+        iro,
+        [
+            format!("IRO 1 1 2 {}", fields(&alice, 11)),
+            format!("IRO 1 2 2 {}", fields(&carol, 11))
+        ]
+    );
     a_sb.expect(&format!("JOI {}", fields(&bob, 12))).await;
     c_sb.expect(&format!("JOI {}", fields(&bob, 12))).await;
 
@@ -339,13 +397,21 @@ async fn typing_notices_and_nudges_are_relayed_byte_for_byte() {
     send_msg(&mut a_sb, "U", &notice).await;
     let mut wire = format!("MSG {} Alice {}\r\n", alice.handle, notice.len()).into_bytes();
     wire.extend_from_slice(&notice);
-    assert_eq!(b_sb.recv_exact_bytes(wire.len()).await, wire, "typing notice relayed as exactly these bytes");
+    assert_eq!(
+        b_sb.recv_exact_bytes(wire.len()).await,
+        wire,
+        "typing notice relayed as exactly these bytes"
+    );
 
     assert_eq!(NUDGE.len(), 69);
     send_msg(&mut b_sb, "N", NUDGE).await;
     let mut wire = format!("MSG {} Bob 69\r\n", bob.handle).into_bytes();
     wire.extend_from_slice(NUDGE);
-    assert_eq!(a_sb.recv_exact_bytes(wire.len()).await, wire, "nudge relayed as exactly these bytes");
+    assert_eq!(
+        a_sb.recv_exact_bytes(wire.len()).await,
+        wire,
+        "nudge relayed as exactly these bytes"
+    );
 
     // Neither sender got an acknowledgement.
     next_reply_is(&mut a_sb, "ACK").await;
@@ -355,7 +421,10 @@ async fn typing_notices_and_nudges_are_relayed_byte_for_byte() {
 
 /// One P2P (MSNC) data message: MIME header, 48-byte binary header, data, footer.
 fn p2p_chunk(dest: &str, session_id: u32, offset: u64, total: u64, data: &[u8]) -> Vec<u8> {
-    let mut out = format!("MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\nP2P-Dest: {dest}\r\n\r\n").into_bytes();
+    let mut out = format!(
+        "MIME-Version: 1.0\r\nContent-Type: application/x-msnmsgrp2p\r\nP2P-Dest: {dest}\r\n\r\n"
+    )
+    .into_bytes();
     out.extend_from_slice(&session_id.to_le_bytes());
     out.extend_from_slice(&(offset as u32 ^ 0x5a5a).to_le_bytes()); // identifier
     out.extend_from_slice(&offset.to_le_bytes());
@@ -372,7 +441,11 @@ fn p2p_chunk(dest: &str, session_id: u32, offset: u64, total: u64, data: &[u8]) 
 
 /// Reads back the data part of a P2P message built by [`p2p_chunk`].
 fn p2p_data(payload: &[u8]) -> (u64, &[u8]) {
-    let body_start = payload.windows(4).position(|w| w == b"\r\n\r\n").expect("MIME header end") + 4;
+    let body_start = payload
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("MIME header end")
+        + 4;
     let header = &payload[body_start..body_start + 48];
     let offset = u64::from_le_bytes(header[8..16].try_into().unwrap());
     let len = u32::from_le_bytes(header[24..28].try_into().unwrap()) as usize;
@@ -424,7 +497,15 @@ async fn file_transfer_invitation_and_a_megabyte_of_p2p_data_arrive_intact() {
     let chunks: Vec<Vec<u8>> = file
         .chunks(1202)
         .enumerate()
-        .map(|(i, data)| p2p_chunk(&bob.handle, 0x2f00_0001, (i * 1202) as u64, SIZE as u64, data))
+        .map(|(i, data)| {
+            p2p_chunk(
+                &bob.handle,
+                0x2f00_0001,
+                (i * 1202) as u64,
+                SIZE as u64,
+                data,
+            )
+        })
         .collect();
     assert!(chunks.iter().all(|c| c.len() <= 1664) && chunks.len() > 800);
     let count = chunks.len();
@@ -443,7 +524,10 @@ async fn file_transfer_invitation_and_a_megabyte_of_p2p_data_arrive_intact() {
     for _ in 0..count {
         let cmd = b_sb.recv().await;
         let payload = cmd.payload.as_deref().expect("MSG payload");
-        assert_eq!(render(&cmd), format!("MSG {} Alice {}", alice.handle, payload.len()));
+        assert_eq!(
+            render(&cmd),
+            format!("MSG {} Alice {}", alice.handle, payload.len())
+        );
         let (offset, data) = p2p_data(payload);
         assert_eq!(offset, next_offset, "chunks relayed in order");
         next_offset += data.len() as u64;
@@ -451,7 +535,11 @@ async fn file_transfer_invitation_and_a_megabyte_of_p2p_data_arrive_intact() {
     }
     let mut a_sb = sender.await.expect("sender task");
     assert_eq!(received.len(), SIZE);
-    assert_eq!(Md5::digest(&received), Md5::digest(&file), "file corrupted in transit");
+    assert_eq!(
+        Md5::digest(&received),
+        Md5::digest(&file),
+        "file corrupted in transit"
+    );
     a_sb.expect_silence(SHORT).await;
     b_sb.expect_silence(SHORT).await;
 }
@@ -476,17 +564,23 @@ async fn bad_reused_and_foreign_cookies_are_refused_with_911_and_close() {
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
     let mut a_sb = Client::connect(sb).await;
     a_sb.send(&format!("USR 1 {} {cookie}", alice.handle)).await;
-    a_sb.expect(&format!("USR 1 OK {} Alice", alice.handle)).await;
+    a_sb.expect(&format!("USR 1 OK {} Alice", alice.handle))
+        .await;
     let mut c = Client::connect(sb).await;
     c.send(&format!("USR 1 {} {cookie}", alice.handle)).await;
-    assert_eq!(rendered(&c.expect_closed().await), ["911 1"], "a used cookie works once");
+    assert_eq!(
+        rendered(&c.expect_closed().await),
+        ["911 1"],
+        "a used cookie works once"
+    );
 
     // The same for invitation cookies (ANS).
     a_sb.send(&format!("CAL 2 {}", bob.handle)).await;
     let session = a_sb.recv().await.args[2].clone();
     let cookie = ring(&server, &mut bob, &session, &alice).await;
     let mut c = Client::connect(sb).await;
-    c.send(&format!("ANS 1 {} {cookie} {session}", mallory.handle)).await;
+    c.send(&format!("ANS 1 {} {cookie} {session}", mallory.handle))
+        .await;
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
     // An invitation cookie does not create a session...
     let mut c = Client::connect(sb).await;
@@ -494,7 +588,8 @@ async fn bad_reused_and_foreign_cookies_are_refused_with_911_and_close() {
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
     // ...and was spent by that attempt.
     let mut c = Client::connect(sb).await;
-    c.send(&format!("ANS 1 {} {cookie} {session}", bob.handle)).await;
+    c.send(&format!("ANS 1 {} {cookie} {session}", bob.handle))
+        .await;
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
 
     // A session id that does not match the cookie: closed.
@@ -505,17 +600,28 @@ async fn bad_reused_and_foreign_cookies_are_refused_with_911_and_close() {
     let session = call(&mut a_sb, &bob.handle).await;
     let cookie = ring(&server, &mut bob, &session, &alice).await;
     let mut c = Client::connect(sb).await;
-    c.send(&format!("ANS 1 {} {cookie} {}", bob.handle, session.parse::<u64>().unwrap() + 1)).await;
+    c.send(&format!(
+        "ANS 1 {} {cookie} {}",
+        bob.handle,
+        session.parse::<u64>().unwrap() + 1
+    ))
+    .await;
     assert!(c.expect_closed().await.is_empty());
 
     // A create cookie is not an invitation.
     let (_, cookie) = xfr(&mut bob.ns).await;
     let mut c = Client::connect(sb).await;
-    c.send(&format!("ANS 1 {} {cookie} {session}", bob.handle)).await;
+    c.send(&format!("ANS 1 {} {cookie} {session}", bob.handle))
+        .await;
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
 
     // Nothing but USR/ANS before authentication.
-    for line in ["CAL 1 bob@cookies.example.com", "MSG 1 A 0", "XFR 1 SB", "VER 1 MSNP8"] {
+    for line in [
+        "CAL 1 bob@cookies.example.com",
+        "MSG 1 A 0",
+        "XFR 1 SB",
+        "VER 1 MSNP8",
+    ] {
         let mut c = Client::connect(sb).await;
         c.send(line).await;
         assert!(c.expect_closed().await.is_empty(), "{line}");
@@ -526,7 +632,10 @@ async fn bad_reused_and_foreign_cookies_are_refused_with_911_and_close() {
     let (_, c2) = xfr(&mut alice.ns).await;
     assert_ne!(c1, c2);
     let digits = |c: &str| c.bytes().filter(u8::is_ascii_alphanumeric).count();
-    assert!(digits(&c1) >= 20 && digits(&c2) >= 20, "cookies too short: {c1} {c2}");
+    assert!(
+        digits(&c1) >= 20 && digits(&c2) >= 20,
+        "cookies too short: {c1} {c2}"
+    );
 }
 
 #[tokio::test]
@@ -544,7 +653,11 @@ async fn expired_cookies_are_refused() {
     c.send(&format!("USR 1 {} {stale}", alice.handle)).await;
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
     let mut c = Client::connect(server.running.switchboard_addr).await;
-    c.send(&format!("ANS 1 {} {stale_invitation} {session}", bob.handle)).await;
+    c.send(&format!(
+        "ANS 1 {} {stale_invitation} {session}",
+        bob.handle
+    ))
+    .await;
     assert_eq!(rendered(&c.expect_closed().await), ["911 1"]);
     // The expired invitation no longer counts as pending: bob can be called again.
     let (_b_sb, iro) = invite(&server, &mut a_sb, &alice, &mut bob).await;
@@ -569,9 +682,14 @@ async fn cal_errors() {
     let mut hidden = online(&server, 9, &format!("hidden@{d}"), "Hidden", 0).await;
     set_status(&mut hidden.ns, 9, "HDN", 0).await;
     let mut blocker = online(&server, 9, &format!("blocker@{d}"), "Blocker", 0).await;
-    blocker.ns.send(&format!("ADD 20 BL {} Alice", alice.handle)).await;
+    blocker
+        .ns
+        .send(&format!("ADD 20 BL {} Alice", alice.handle))
+        .await;
     assert_eq!(blocker.ns.recv().await.args[..2], ["20", "BL"]);
-    server.add_user(&format!("offline@{d}"), PW, "Offline").await;
+    server
+        .add_user(&format!("offline@{d}"), PW, "Offline")
+        .await;
     // Signed in but no status set yet: not reachable either.
     server.add_user(&format!("nochg@{d}"), PW, "NoChg").await;
     let _nochg = sign_in(&server, 9, &format!("nochg@{d}"), PW).await;
@@ -663,7 +781,10 @@ async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
     let started = Instant::now();
     let mut sent = 0usize;
     let nak = 'outer: loop {
-        assert!(sent < 60_000 && started.elapsed() < Duration::from_secs(60), "no NAK after {sent} messages");
+        assert!(
+            sent < 60_000 && started.elapsed() < Duration::from_secs(60),
+            "no NAK after {sent} messages"
+        );
         let mut batch = Vec::new();
         for _ in 0..200 {
             batch.push(send_msg(&mut a_sb, "N", &big).await);
@@ -675,7 +796,11 @@ async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
             match (reply.name.as_str(), reply.trid()) {
                 ("ACK", Some(t)) if t == marker => break,
                 ("NAK", Some(t)) => {
-                    assert!(t == marker || batch.contains(&t), "NAK for an unknown TrID: {}", render(&reply));
+                    assert!(
+                        t == marker || batch.contains(&t),
+                        "NAK for an unknown TrID: {}",
+                        render(&reply)
+                    );
                     break 'outer t;
                 }
                 _ => panic!("unexpected {}", render(&reply)),
@@ -684,7 +809,11 @@ async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
     };
     assert!(nak > 0);
     // The server removes bob; alice is told, and later messages cannot be delivered.
-    a_sb.recv_named("BYE").await.args.first().map(|h| assert_eq!(h, &bob.handle));
+    a_sb.recv_named("BYE")
+        .await
+        .args
+        .first()
+        .map(|h| assert_eq!(h, &bob.handle));
     let t = send_msg(&mut a_sb, "A", &text_message("still there?")).await;
     loop {
         let reply = a_sb.recv().await;
@@ -697,7 +826,12 @@ async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
     // bob's connection was closed: what was delivered ends in EOF.
     let seen = b_sb.expect_closed().await;
     // (Thousands of messages were in the socket buffers when bob's queue overflowed.)
-    assert!(seen.len() > 100 && seen.iter().all(|c| c.name == "MSG"), "{} {:?}", seen.len(), rendered(&seen[seen.len().saturating_sub(3)..]));
+    assert!(
+        seen.len() > 100 && seen.iter().all(|c| c.name == "MSG"),
+        "{} {:?}",
+        seen.len(),
+        rendered(&seen[seen.len().saturating_sub(3)..])
+    );
 }
 
 #[tokio::test]
@@ -723,12 +857,25 @@ async fn idle_participants_are_removed_with_bye_1() {
 
     // Around 1.5 s alice and bob are removed by the server: carol sees `BYE x 1` for both.
     let mut byes = vec![render(&c_sb.recv().await), render(&c_sb.recv().await)];
-    assert!(last_message.elapsed() >= Duration::from_millis(900), "removed while the conversation was active");
+    assert!(
+        last_message.elapsed() >= Duration::from_millis(900),
+        "removed while the conversation was active"
+    );
     byes.sort();
-    assert_eq!(byes, [format!("BYE {} 1", alice.handle), format!("BYE {} 1", bob.handle)]);
+    assert_eq!(
+        byes,
+        [
+            format!("BYE {} 1", alice.handle),
+            format!("BYE {} 1", bob.handle)
+        ]
+    );
     for sb in [&mut a_sb, &mut b_sb] {
         let seen = sb.expect_closed().await;
-        assert!(seen.iter().all(|c| c.name == "JOI" || c.name == "BYE"), "{:?}", rendered(&seen));
+        assert!(
+            seen.iter().all(|c| c.name == "JOI" || c.name == "BYE"),
+            "{:?}",
+            rendered(&seen)
+        );
     }
     // carol, alone and idle, is closed too.
     assert!(c_sb.expect_closed().await.is_empty());
@@ -744,7 +891,8 @@ async fn msnp2_client_chats_with_msnp12_client() {
     let mut n_sb = open_chat(&server, &mut new).await;
     let (mut o_sb, iro) = invite(&server, &mut n_sb, &new, &mut old).await;
     assert_eq!(iro, [format!("IRO 1 1 1 {} New%20Kid", new.handle)]);
-    n_sb.expect(&format!("JOI {} Old%20Timer 0", old.handle)).await;
+    n_sb.expect(&format!("JOI {} Old%20Timer 0", old.handle))
+        .await;
     let m = text_message("hello from 2005");
     let t = send_msg(&mut n_sb, "A", &m).await;
     expect_relayed(&mut o_sb, &new, &m).await;
@@ -803,7 +951,10 @@ async fn relayed_messages_carry_the_senders_current_friendly_name() {
     let (mut b_sb, _) = invite(&server, &mut a_sb, &alice, &mut bob).await;
     a_sb.expect(&format!("JOI {}", fields(&bob, 9))).await;
 
-    alice.ns.send(&format!("REA 30 {} Alice%20Away", alice.handle)).await;
+    alice
+        .ns
+        .send(&format!("REA 30 {} Alice%20Away", alice.handle))
+        .await;
     assert_eq!(alice.ns.recv_named("REA").await.args[0], "30");
     alice.name = "Alice%20Away".into();
     let m = text_message("brb");

@@ -14,6 +14,8 @@ pub enum AccountError {
     InvalidPassword,
     #[error("an account with that handle exists")]
     Exists,
+    #[error("that domain is reserved for bridged Matrix and IRC users")]
+    ReservedDomain,
     #[error("no such account")]
     NotFound,
     #[error(transparent)]
@@ -58,6 +60,9 @@ impl Accounts {
 
     pub async fn create(&self, raw_handle: &str, password: &str, nickname: Option<&str>) -> Result<AccountRow, AccountError> {
         let handle = handle::normalize(raw_handle).ok_or(AccountError::InvalidHandle)?;
+        if handle::is_bridged(&handle) {
+            return Err(AccountError::ReservedDomain);
+        }
         check_password(password)?;
         let password_hash = self.hasher.hash(password).await?;
         let (legacy_salt, legacy_digest) = self.legacy_pair(password);

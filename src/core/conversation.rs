@@ -19,9 +19,15 @@ pub struct ParticipantInfo {
 #[derive(Debug, Clone)]
 pub enum ConversationEvent {
     Joined(Arc<ParticipantInfo>),
-    Left { handle: Arc<str>, removed_by_server: bool },
+    Left {
+        handle: Arc<str>,
+        removed_by_server: bool,
+    },
     /// A message in MIME form, relayed byte for byte between MSN endpoints.
-    Message { from: Arc<ParticipantInfo>, payload: Bytes },
+    Message {
+        from: Arc<ParticipantInfo>,
+        payload: Bytes,
+    },
 }
 
 pub type EndpointOutbox = Arc<Outbox<ConversationEvent>>;
@@ -81,8 +87,13 @@ impl Delivery {
 impl Conversation {
     /// Adds a participant; returns the others (for the roster the newcomer is
     /// shown) and tells each of them that the newcomer joined.
-    pub fn join(&self, endpoint: u64, info: Arc<ParticipantInfo>, outbox: EndpointOutbox, require_existing: bool)
-        -> Result<Vec<Arc<ParticipantInfo>>, JoinError> {
+    pub fn join(
+        &self,
+        endpoint: u64,
+        info: Arc<ParticipantInfo>,
+        outbox: EndpointOutbox,
+        require_existing: bool,
+    ) -> Result<Vec<Arc<ParticipantInfo>>, JoinError> {
         let mut state = self.state.lock();
         if state.closed || (require_existing && state.participants.is_empty()) {
             return Err(JoinError::Closed);
@@ -91,12 +102,17 @@ impl Conversation {
             return Err(JoinError::Full);
         }
         state.invited.remove(&info.handle);
-        let others: Vec<Arc<ParticipantInfo>> = state.participants.iter().map(|p| p.info.clone()).collect();
+        let others: Vec<Arc<ParticipantInfo>> =
+            state.participants.iter().map(|p| p.info.clone()).collect();
         for p in &state.participants {
             // A full outbox closes that participant's connection, which then leaves.
             let _ = p.outbox.push(ConversationEvent::Joined(info.clone()));
         }
-        state.participants.push(Participant { endpoint, info, outbox });
+        state.participants.push(Participant {
+            endpoint,
+            info,
+            outbox,
+        });
         Ok(others)
     }
 
@@ -104,12 +120,19 @@ impl Conversation {
     /// conversation is then closed for good).
     pub fn leave(&self, endpoint: u64, removed_by_server: bool) -> bool {
         let mut state = self.state.lock();
-        let Some(index) = state.participants.iter().position(|p| p.endpoint == endpoint) else {
+        let Some(index) = state
+            .participants
+            .iter()
+            .position(|p| p.endpoint == endpoint)
+        else {
             return state.participants.is_empty();
         };
         let gone = state.participants.remove(index);
         for p in &state.participants {
-            let _ = p.outbox.push(ConversationEvent::Left { handle: gone.info.handle.clone(), removed_by_server });
+            let _ = p.outbox.push(ConversationEvent::Left {
+                handle: gone.info.handle.clone(),
+                removed_by_server,
+            });
         }
         if state.participants.is_empty() {
             state.closed = true;
@@ -126,8 +149,12 @@ impl Conversation {
         }
         let now = Instant::now();
         let lifetime = self.invitation_lifetime;
-        state.invited.retain(|_, at| now.duration_since(*at) < lifetime);
-        if state.participants.iter().any(|p| p.info.handle == *handle) || state.invited.contains_key(handle) {
+        state
+            .invited
+            .retain(|_, at| now.duration_since(*at) < lifetime);
+        if state.participants.iter().any(|p| p.info.handle == *handle)
+            || state.invited.contains_key(handle)
+        {
             return Err(InviteError::AlreadyThere);
         }
         if state.participants.len() + state.invited.len() >= self.max_participants {
@@ -141,19 +168,35 @@ impl Conversation {
     pub fn is_member_or_invited(&self, handle: &str) -> bool {
         let state = self.state.lock();
         state.participants.iter().any(|p| &*p.info.handle == handle)
-            || state.invited.get(handle).is_some_and(|at| at.elapsed() < self.invitation_lifetime)
+            || state
+                .invited
+                .get(handle)
+                .is_some_and(|at| at.elapsed() < self.invitation_lifetime)
     }
 
     /// Queues a message for every participant but the sender (or, with
     /// `only_to`, for that participant alone).
-    pub fn relay(&self, from_endpoint: u64, from: &Arc<ParticipantInfo>, payload: &Bytes, only_to: Option<&str>) -> Delivery {
+    pub fn relay(
+        &self,
+        from_endpoint: u64,
+        from: &Arc<ParticipantInfo>,
+        payload: &Bytes,
+        only_to: Option<&str>,
+    ) -> Delivery {
         let state = self.state.lock();
         let mut delivery = Delivery::default();
-        for p in state.participants.iter().filter(|p| p.endpoint != from_endpoint) {
+        for p in state
+            .participants
+            .iter()
+            .filter(|p| p.endpoint != from_endpoint)
+        {
             if only_to.is_some_and(|h| !p.info.handle.eq_ignore_ascii_case(h)) {
                 continue;
             }
-            match p.outbox.push(ConversationEvent::Message { from: from.clone(), payload: payload.clone() }) {
+            match p.outbox.push(ConversationEvent::Message {
+                from: from.clone(),
+                payload: payload.clone(),
+            }) {
                 Ok(()) => delivery.delivered += 1,
                 Err(PushError::Closed | PushError::Overflow) => delivery.failed += 1,
             }
@@ -162,7 +205,12 @@ impl Conversation {
     }
 
     pub fn participants(&self) -> Vec<Arc<ParticipantInfo>> {
-        self.state.lock().participants.iter().map(|p| p.info.clone()).collect()
+        self.state
+            .lock()
+            .participants
+            .iter()
+            .map(|p| p.info.clone())
+            .collect()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -228,7 +276,10 @@ impl Conversations {
     pub fn new(cookie_lifetime: Duration, max_participants: usize) -> Conversations {
         Conversations {
             rooms: RwLock::new(HashMap::new()),
-            cookies: Mutex::new(CookieJar { grants: HashMap::new(), sweep_at: MIN_SWEEP }),
+            cookies: Mutex::new(CookieJar {
+                grants: HashMap::new(),
+                sweep_at: MIN_SWEEP,
+            }),
             next_id: AtomicU32::new(rand::random::<u32>() % 1_000_000_000 + 10_000_000),
             next_endpoint: AtomicU64::new(1),
             cookie_lifetime,
@@ -249,7 +300,15 @@ impl Conversations {
             jar.grants.retain(|_, g| g.expires > now);
             jar.sweep_at = (jar.grants.len() * 2).max(MIN_SWEEP);
         }
-        jar.grants.insert(cookie.clone(), Grant { handle, purpose, context, expires: now + self.cookie_lifetime });
+        jar.grants.insert(
+            cookie.clone(),
+            Grant {
+                handle,
+                purpose,
+                context,
+                expires: now + self.cookie_lifetime,
+            },
+        );
         cookie
     }
 
@@ -264,7 +323,10 @@ impl Conversations {
         if !grant.handle.eq_ignore_ascii_case(handle) {
             return Err(CookieError::WrongUser);
         }
-        let admission = Admission { purpose: grant.purpose, context: grant.context };
+        let admission = Admission {
+            purpose: grant.purpose,
+            context: grant.context,
+        };
         cookies.remove(cookie);
         Ok(admission)
     }
@@ -311,38 +373,115 @@ mod tests {
     use super::*;
 
     fn info(h: &str) -> Arc<ParticipantInfo> {
-        Arc::new(ParticipantInfo { handle: h.into(), friendly_name: h.into(), capabilities: 0 })
+        Arc::new(ParticipantInfo {
+            handle: h.into(),
+            friendly_name: h.into(),
+            capabilities: 0,
+        })
     }
 
     #[test]
     fn cookies_are_single_use_and_bound() {
         let c = Conversations::new(Duration::from_secs(60), 4);
         let cookie = c.issue_cookie("alice@x.com".into(), CookiePurpose::Create, 9);
-        assert_eq!(c.redeem_cookie(&cookie, "bob@x.com"), Err(CookieError::WrongUser));
-        assert_eq!(c.redeem_cookie(&cookie, "ALICE@x.com"), Ok(Admission { purpose: CookiePurpose::Create, context: 9 }));
-        assert_eq!(c.redeem_cookie(&cookie, "alice@x.com"), Err(CookieError::Unknown));
+        assert_eq!(
+            c.redeem_cookie(&cookie, "bob@x.com"),
+            Err(CookieError::WrongUser)
+        );
+        assert_eq!(
+            c.redeem_cookie(&cookie, "ALICE@x.com"),
+            Ok(Admission {
+                purpose: CookiePurpose::Create,
+                context: 9
+            })
+        );
+        assert_eq!(
+            c.redeem_cookie(&cookie, "alice@x.com"),
+            Err(CookieError::Unknown)
+        );
         let short = Conversations::new(Duration::from_millis(0), 4);
         let cookie = short.issue_cookie("alice@x.com".into(), CookiePurpose::Create, 0);
-        assert_eq!(short.redeem_cookie(&cookie, "alice@x.com"), Err(CookieError::Expired));
+        assert_eq!(
+            short.redeem_cookie(&cookie, "alice@x.com"),
+            Err(CookieError::Expired)
+        );
     }
 
     #[test]
     fn relay_reaches_others_and_reports_failures() {
         let c = Conversations::new(Duration::from_secs(60), 4);
         let room = c.create();
-        let (a, b, d) = (Arc::new(Outbox::new(100)), Arc::new(Outbox::new(100)), Arc::new(Outbox::new(100)));
+        let (a, b, d) = (
+            Arc::new(Outbox::new(100)),
+            Arc::new(Outbox::new(100)),
+            Arc::new(Outbox::new(100)),
+        );
         room.join(1, info("a@x.com"), a.clone(), false).unwrap();
-        assert_eq!(room.join(2, info("b@x.com"), b.clone(), true).unwrap().len(), 1);
+        assert_eq!(
+            room.join(2, info("b@x.com"), b.clone(), true)
+                .unwrap()
+                .len(),
+            1
+        );
         room.join(3, info("d@x.com"), d.clone(), true).unwrap();
         let payload = Bytes::from_static(b"hi");
-        assert_eq!(room.relay(1, &info("a@x.com"), &payload, None), Delivery { delivered: 2, failed: 0 });
+        assert_eq!(
+            room.relay(1, &info("a@x.com"), &payload, None),
+            Delivery {
+                delivered: 2,
+                failed: 0
+            }
+        );
         d.close();
-        assert_eq!(room.relay(1, &info("a@x.com"), &payload, None), Delivery { delivered: 1, failed: 1 });
-        assert_eq!(room.invite(&"b@x.com".into()), Err(InviteError::AlreadyThere));
+        assert_eq!(
+            room.relay(1, &info("a@x.com"), &payload, None),
+            Delivery {
+                delivered: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            room.invite(&"b@x.com".into()),
+            Err(InviteError::AlreadyThere)
+        );
         assert!(!room.leave(2, false));
         assert!(!room.leave(3, false));
         assert!(room.leave(1, false));
         assert!(room.is_closed());
-        assert_eq!(room.join(4, info("e@x.com"), Arc::new(Outbox::new(1)), true), Err(JoinError::Closed));
+        assert_eq!(
+            room.join(4, info("e@x.com"), Arc::new(Outbox::new(1)), true),
+            Err(JoinError::Closed)
+        );
+    }
+
+    #[test]
+    fn pending_invitations_count_until_they_expire() {
+        let c = Conversations::new(Duration::from_millis(50), 4);
+        let room = c.create();
+        room.join(1, info("a@x.com"), Arc::new(Outbox::new(10)), false)
+            .unwrap();
+        assert!(room.is_member_or_invited("a@x.com"));
+        assert!(!room.is_member_or_invited("b@x.com"));
+        room.invite(&"b@x.com".into()).unwrap();
+        assert!(room.is_member_or_invited("b@x.com"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!room.is_member_or_invited("b@x.com"));
+        assert_eq!(room.invite(&"b@x.com".into()), Ok(()));
+    }
+
+    #[test]
+    fn expired_cookies_are_swept_without_touching_live_ones() {
+        let c = Conversations::new(Duration::from_millis(20), 4);
+        for i in 0..MIN_SWEEP {
+            c.issue_cookie(format!("u{i}@x.com").into(), CookiePurpose::Create, 0);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let live = c.issue_cookie("late@x.com".into(), CookiePurpose::Create, 0);
+        assert_eq!(
+            c.cookies.lock().grants.len(),
+            1,
+            "the expired ones were swept"
+        );
+        assert!(c.redeem_cookie(&live, "late@x.com").is_ok());
     }
 }

@@ -23,9 +23,28 @@ pub fn normalize(raw: &str) -> Option<String> {
     Some(raw.to_ascii_lowercase())
 }
 
+/// Whether `handle` is in a domain msngate uses for bridged users
+/// (`…@matrix.msngate`, `…@<network>.irc`), where no local account may exist.
+pub fn is_bridged(handle: &str) -> bool {
+    match handle.rsplit_once('@') {
+        Some((_, domain)) => {
+            let domain = domain.to_ascii_lowercase();
+            domain == "matrix.msngate" || domain.ends_with(".irc")
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{is_bridged, normalize};
+
+    #[test]
+    fn bridged_domains_are_recognised() {
+        assert!(is_bridged("bob=3aexample.org@matrix.msngate"));
+        assert!(is_bridged("nick@libera.irc"));
+        assert!(!is_bridged("alice@example.com"));
+    }
 
     #[test]
     fn accepts_addresses_and_lowercases() {

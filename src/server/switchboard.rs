@@ -5,9 +5,11 @@
 //! a message (closed, or so far behind that it is being disconnected)
 //! turns the sender's acknowledgement into `NAK`.
 
-use crate::core::conversation::{Admission, Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo};
-use crate::core::hub::{CallError, Session};
+use crate::core::conversation::{
+    Admission, Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo,
+};
 use crate::core::handle;
+use crate::core::hub::{CallError, Session};
 use crate::core::outbox::Outbox;
 use crate::server::Context;
 use crate::server::connection::{Connection, ReadOutcome};
@@ -194,7 +196,10 @@ impl SbConnection {
         };
         // The others learn at once, however slowly this client reads.
         if j.conversation.leave(j.endpoint, removed_by_server) {
-            self.ctx.hub.conversations.forget_if_closed(j.conversation.id);
+            self.ctx
+                .hub
+                .conversations
+                .forget_if_closed(j.conversation.id);
         }
         if flow == Flow::Stuck {
             // Dropping the connection closes the socket; nothing more is written.
@@ -221,17 +226,33 @@ impl SbConnection {
         self.outbox.drain_into(&mut events);
         for event in events {
             match event {
-                ConversationEvent::Joined(p) => self.conn.send_line(&format!("JOI {}", participant_fields(&p, dialect))),
-                ConversationEvent::Left { handle, removed_by_server } => {
-                    let line = if removed_by_server { format!("BYE {handle} 1") } else { format!("BYE {handle}") };
+                ConversationEvent::Joined(p) => self
+                    .conn
+                    .send_line(&format!("JOI {}", participant_fields(&p, dialect))),
+                ConversationEvent::Left {
+                    handle,
+                    removed_by_server,
+                } => {
+                    let line = if removed_by_server {
+                        format!("BYE {handle} 1")
+                    } else {
+                        format!("BYE {handle}")
+                    };
                     self.conn.send_line(&line);
                 }
                 ConversationEvent::Message { from, payload } => {
                     // Receiving counts as activity: a reader is not idle.
                     self.last_message = Instant::now();
-                    let cached = self.last_sender.as_ref().filter(|(p, _)| Arc::ptr_eq(p, &from));
+                    let cached = self
+                        .last_sender
+                        .as_ref()
+                        .filter(|(p, _)| Arc::ptr_eq(p, &from));
                     if cached.is_none() {
-                        let head = format!("MSG {} {}", from.handle, msnp::urlenc::encode(&from.friendly_name));
+                        let head = format!(
+                            "MSG {} {}",
+                            from.handle,
+                            msnp::urlenc::encode(&from.friendly_name)
+                        );
                         self.last_sender = Some((from, head));
                     }
                     if let Some((_, head)) = &self.last_sender {
@@ -263,7 +284,12 @@ impl SbConnection {
     }
 
     /// Admits the holder of a cookie, or answers 911 (the caller closes).
-    fn admit(&mut self, trid: u32, raw_handle: &str, cookie: &str) -> Option<(Admission, Arc<ParticipantInfo>, Weak<Session>)> {
+    fn admit(
+        &mut self,
+        trid: u32,
+        raw_handle: &str,
+        cookie: &str,
+    ) -> Option<(Admission, Arc<ParticipantInfo>, Weak<Session>)> {
         let hub = self.ctx.hub.clone();
         let Some(handle) = handle::normalize(raw_handle) else {
             self.conn.send_error(ErrorCode::AuthFailed, trid);
@@ -284,13 +310,21 @@ impl SbConnection {
             }
             None => (handle.as_str().into(), 0, Weak::new()),
         };
-        let me = Arc::new(ParticipantInfo { handle: handle.into(), friendly_name: name, capabilities: caps });
+        let me = Arc::new(ParticipantInfo {
+            handle: handle.into(),
+            friendly_name: name,
+            capabilities: caps,
+        });
         Some((admission, me, session))
     }
 
     fn usr(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(raw_handle), Some(cookie)) = (cmd.arg(1), cmd.arg(2)) else { return Flow::Close };
-        let Some((admission, me, session)) = self.admit(trid, raw_handle, cookie) else { return Flow::Close };
+        let (Some(raw_handle), Some(cookie)) = (cmd.arg(1), cmd.arg(2)) else {
+            return Flow::Close;
+        };
+        let Some((admission, me, session)) = self.admit(trid, raw_handle, cookie) else {
+            return Flow::Close;
+        };
         if admission.purpose != CookiePurpose::Create {
             self.conn.send_error(ErrorCode::AuthFailed, trid);
             return Flow::Close;
@@ -298,17 +332,34 @@ impl SbConnection {
         let dialect = Dialect::new(admission.context as u8).unwrap_or(Dialect::MIN);
         let conversation = self.ctx.hub.conversations.create();
         let endpoint = self.ctx.hub.conversations.new_endpoint_id();
-        if conversation.join(endpoint, me.clone(), self.outbox.clone(), false).is_err() {
+        if conversation
+            .join(endpoint, me.clone(), self.outbox.clone(), false)
+            .is_err()
+        {
             return Flow::Close;
         }
-        self.conn.send_line(&format!("USR {trid} OK {} {}", me.handle, msnp::urlenc::encode(&me.friendly_name)));
-        self.joined = Some(Joined { conversation, endpoint, me, dialect, session });
+        self.conn.send_line(&format!(
+            "USR {trid} OK {} {}",
+            me.handle,
+            msnp::urlenc::encode(&me.friendly_name)
+        ));
+        self.joined = Some(Joined {
+            conversation,
+            endpoint,
+            me,
+            dialect,
+            session,
+        });
         self.last_message = Instant::now();
         Flow::Continue
     }
 
     fn ans(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let (Some(raw_handle), Some(cookie), Some(session_id)) = (cmd.arg(1), cmd.arg(2), cmd.arg(3)) else { return Flow::Close };
+        let (Some(raw_handle), Some(cookie), Some(session_id)) =
+            (cmd.arg(1), cmd.arg(2), cmd.arg(3))
+        else {
+            return Flow::Close;
+        };
         let Some((admission, me, session)) = self.admit(trid, raw_handle, cookie) else {
             return Flow::Close;
         };
@@ -321,7 +372,9 @@ impl SbConnection {
             return Flow::Close;
         }
         let dialect = Dialect::new(admission.context as u8).unwrap_or(Dialect::MIN);
-        let Some(conversation) = self.ctx.hub.conversations.get(conversation_id) else { return Flow::Close };
+        let Some(conversation) = self.ctx.hub.conversations.get(conversation_id) else {
+            return Flow::Close;
+        };
         let endpoint = self.ctx.hub.conversations.new_endpoint_id();
         let others = match conversation.join(endpoint, me.clone(), self.outbox.clone(), true) {
             Ok(others) => others,
@@ -332,17 +385,31 @@ impl SbConnection {
         };
         let total = others.len();
         for (i, p) in others.iter().enumerate() {
-            self.conn.send_line(&format!("IRO {trid} {} {total} {}", i + 1, participant_fields(p, dialect)));
+            self.conn.send_line(&format!(
+                "IRO {trid} {} {total} {}",
+                i + 1,
+                participant_fields(p, dialect)
+            ));
         }
         self.conn.send_line(&format!("ANS {trid} OK"));
-        self.joined = Some(Joined { conversation, endpoint, me, dialect, session });
+        self.joined = Some(Joined {
+            conversation,
+            endpoint,
+            me,
+            dialect,
+            session,
+        });
         self.last_message = Instant::now();
         Flow::Continue
     }
 
     async fn cal(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let Some(raw) = cmd.arg(1) else { return Flow::Close };
-        let Some(j) = self.joined.as_ref() else { return Flow::Close };
+        let Some(raw) = cmd.arg(1) else {
+            return Flow::Close;
+        };
+        let Some(j) = self.joined.as_ref() else {
+            return Flow::Close;
+        };
         let Some(invitee) = handle::normalize(raw) else {
             self.conn.send_error(ErrorCode::InvalidUsername, trid);
             return Flow::Continue;
@@ -364,7 +431,8 @@ impl SbConnection {
             self.conn.send_error(code, trid);
             return Flow::Continue;
         }
-        self.conn.send_line(&format!("CAL {trid} RINGING {}", conversation.id));
+        self.conn
+            .send_line(&format!("CAL {trid} RINGING {}", conversation.id));
         Flow::Continue
     }
 
@@ -373,8 +441,12 @@ impl SbConnection {
             tracing::info!(peer = %self.conn.peer, "closing switchboard connection: MSG without transaction id");
             return Flow::Close;
         };
-        let Some(j) = self.joined.as_mut() else { return Flow::Close };
-        let Some(payload) = cmd.payload.as_ref() else { return Flow::Close };
+        let Some(j) = self.joined.as_mut() else {
+            return Flow::Close;
+        };
+        let Some(payload) = cmd.payload.as_ref() else {
+            return Flow::Close;
+        };
         let mode = cmd.arg(1).unwrap_or("");
         if !matches!(mode, "U" | "N" | "A" | "D" | "S") {
             tracing::info!(peer = %self.conn.peer, mode, "closing switchboard connection: unknown MSG mode");
@@ -389,7 +461,10 @@ impl SbConnection {
         if let Some(session) = j.session.upgrade() {
             let name = session.presence().friendly_name.clone();
             if !Arc::ptr_eq(&name, &j.me.friendly_name) && *name != *j.me.friendly_name {
-                j.me = Arc::new(ParticipantInfo { friendly_name: name, ..(*j.me).clone() });
+                j.me = Arc::new(ParticipantInfo {
+                    friendly_name: name,
+                    ..(*j.me).clone()
+                });
             }
         }
         let delivery = j.conversation.relay(j.endpoint, &j.me, payload, None);

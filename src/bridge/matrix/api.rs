@@ -10,7 +10,10 @@ use parking_lot::RwLock;
 use ruma::UserId;
 use ruma::api::auth_scheme::{AuthScheme, SendAccessToken};
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
-use ruma::api::{AppserviceUserIdentity, IncomingResponseExt, OutgoingRequest, OutgoingRequestAppserviceExt, SupportedVersions};
+use ruma::api::{
+    AppserviceUserIdentity, IncomingResponseExt, OutgoingRequest, OutgoingRequestAppserviceExt,
+    SupportedVersions,
+};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -20,7 +23,12 @@ pub enum ApiError {
     #[error("the homeserver is unreachable: {0}")]
     Transport(String),
     #[error("the homeserver answered {status} {errcode}: {message}")]
-    Status { status: u16, errcode: String, message: String, retry_after: Option<Duration> },
+    Status {
+        status: u16,
+        errcode: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("bad request or response: {0}")]
     Invalid(String),
 }
@@ -46,8 +54,15 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Transport(_) => true,
-            ApiError::Status { status, errcode, .. } => {
-                *status == 429 || *status >= 500 || matches!(errcode.as_str(), "M_LIMIT_EXCEEDED" | "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN")
+            ApiError::Status {
+                status, errcode, ..
+            } => {
+                *status == 429
+                    || *status >= 500
+                    || matches!(
+                        errcode.as_str(),
+                        "M_LIMIT_EXCEEDED" | "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN"
+                    )
             }
             ApiError::Invalid(_) => false,
         }
@@ -63,14 +78,27 @@ impl ApiError {
 
     fn from_response(status: u16, retry_header: Option<Duration>, body: &[u8]) -> ApiError {
         let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let errcode = json.get("errcode").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let errcode = json
+            .get("errcode")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         let message = json
             .get("error")
             .and_then(|v| v.as_str())
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
-        let retry_after = json.get("retry_after_ms").and_then(|v| v.as_u64()).map(Duration::from_millis).or(retry_header);
-        ApiError::Status { status, errcode, message, retry_after }
+        let retry_after = json
+            .get("retry_after_ms")
+            .and_then(|v| v.as_u64())
+            .map(Duration::from_millis)
+            .or(retry_header);
+        ApiError::Status {
+            status,
+            errcode,
+            message,
+            retry_after,
+        }
     }
 }
 
@@ -138,15 +166,25 @@ impl Homeserver {
 
     /// Learns which API versions the homeserver speaks (`GET /versions`).
     pub async fn discover_versions(&self) -> Result<(), ApiError> {
-        let response = self.send(ruma::api::client::discovery::get_supported_versions::Request::new(), Actor::Anonymous).await?;
-        let versions = SupportedVersions::from_parts(&response.versions, &response.unstable_features);
+        let response = self
+            .send(
+                ruma::api::client::discovery::get_supported_versions::Request::new(),
+                Actor::Anonymous,
+            )
+            .await?;
+        let versions =
+            SupportedVersions::from_parts(&response.versions, &response.unstable_features);
         if !versions.versions.is_empty() {
             *self.versions.write() = versions;
         }
         Ok(())
     }
 
-    pub async fn send<R>(&self, request: R, actor: Actor<'_>) -> Result<R::IncomingResponse, ApiError>
+    pub async fn send<R>(
+        &self,
+        request: R,
+        actor: Actor<'_>,
+    ) -> Result<R::IncomingResponse, ApiError>
     where
         R: OutgoingRequest,
         R::PathBuilder: PathInput,
@@ -157,16 +195,30 @@ impl Homeserver {
             let input = <R::PathBuilder as PathInput>::input(&versions);
             let (token, identity) = match actor {
                 Actor::Anonymous => (SendAccessToken::None, AppserviceUserIdentity::default()),
-                Actor::Bot => (SendAccessToken::Appservice(&self.as_token), AppserviceUserIdentity::default()),
-                Actor::Ghost(user) => (SendAccessToken::Appservice(&self.as_token), AppserviceUserIdentity::new(user)),
-                Actor::Token(token) => (SendAccessToken::IfRequired(token), AppserviceUserIdentity::default()),
+                Actor::Bot => (
+                    SendAccessToken::Appservice(&self.as_token),
+                    AppserviceUserIdentity::default(),
+                ),
+                Actor::Ghost(user) => (
+                    SendAccessToken::Appservice(&self.as_token),
+                    AppserviceUserIdentity::new(user),
+                ),
+                Actor::Token(token) => (
+                    SendAccessToken::IfRequired(token),
+                    AppserviceUserIdentity::default(),
+                ),
             };
             request
                 .try_into_http_request_with_identity(&self.base, token, identity, input)
                 .map_err(|e| ApiError::Invalid(e.to_string()))?
         };
-        let request = reqwest::Request::try_from(http_request).map_err(|e| ApiError::Invalid(e.to_string()))?;
-        let response = self.http.execute(request).await.map_err(|e| ApiError::Transport(transport_reason(&e)))?;
+        let request = reqwest::Request::try_from(http_request)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| ApiError::Transport(transport_reason(&e)))?;
         let status = response.status();
         let retry_header = response
             .headers()
@@ -178,12 +230,22 @@ impl Homeserver {
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
         }
-        let body = response.bytes().await.map_err(|e| ApiError::Transport(transport_reason(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Transport(transport_reason(&e)))?;
         if status.as_u16() >= 400 {
-            return Err(ApiError::from_response(status.as_u16(), retry_header, &body));
+            return Err(ApiError::from_response(
+                status.as_u16(),
+                retry_header,
+                &body,
+            ));
         }
-        let http_response = builder.body(body.as_ref()).map_err(|e| ApiError::Invalid(e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| ApiError::Invalid(e.to_string()))
+        let http_response = builder
+            .body(body.as_ref())
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(http_response)
+            .map_err(|e| ApiError::Invalid(e.to_string()))
     }
 }
 
@@ -196,7 +258,11 @@ fn transport_reason(e: &reqwest::Error) -> String {
         reason = s.to_string();
         source = s.source();
     }
-    if e.is_timeout() { format!("timed out ({reason})") } else { reason }
+    if e.is_timeout() {
+        format!("timed out ({reason})")
+    } else {
+        reason
+    }
 }
 
 #[cfg(test)]
@@ -205,12 +271,24 @@ mod tests {
 
     #[test]
     fn errors_are_classified() {
-        let e = ApiError::from_response(429, None, br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow down","retry_after_ms":1500}"#);
+        let e = ApiError::from_response(
+            429,
+            None,
+            br#"{"errcode":"M_LIMIT_EXCEEDED","error":"slow down","retry_after_ms":1500}"#,
+        );
         assert!(e.is_transient());
         assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
-        let e = ApiError::from_response(429, Some(Duration::from_secs(3)), br#"{"errcode":"M_LIMIT_EXCEEDED"}"#);
+        let e = ApiError::from_response(
+            429,
+            Some(Duration::from_secs(3)),
+            br#"{"errcode":"M_LIMIT_EXCEEDED"}"#,
+        );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
-        let e = ApiError::from_response(403, None, br#"{"errcode":"M_FORBIDDEN","error":"not in room"}"#);
+        let e = ApiError::from_response(
+            403,
+            None,
+            br#"{"errcode":"M_FORBIDDEN","error":"not in room"}"#,
+        );
         assert!(!e.is_transient());
         assert_eq!(e.errcode(), Some("M_FORBIDDEN"));
         assert!(ApiError::from_response(502, None, b"<html>bad gateway</html>").is_transient());

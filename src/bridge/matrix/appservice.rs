@@ -19,20 +19,40 @@ use tokio::sync::watch;
 type Shared = State<Arc<Inner>>;
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, errcode: &str, message: &str) -> Response {
-    json(status, serde_json::json!({"errcode": errcode, "error": message}))
+    json(
+        status,
+        serde_json::json!({"errcode": errcode, "error": message}),
+    )
 }
 
 /// `None` when the request carries the right `hs_token` (header, or the
 /// legacy `access_token` query parameter).
 fn refuse(inner: &Inner, headers: &HeaderMap, query: Option<&str>) -> Option<Response> {
-    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
-    let from_query = query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(msnp::urlenc::decode));
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let from_query = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("access_token="))
+            .map(msnp::urlenc::decode)
+    });
     let Some(token) = from_header.or(from_query) else {
-        return Some(error(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "missing token"));
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "M_UNAUTHORIZED",
+            "missing token",
+        ));
     };
     if crate::core::hashing::constant_time_eq(token.as_bytes(), inner.reg.hs_token.as_bytes()) {
         None
@@ -42,7 +62,11 @@ fn refuse(inner: &Inner, headers: &HeaderMap, query: Option<&str>) -> Option<Res
     }
 }
 
-pub(super) async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn serve(
+    inner: Arc<Inner>,
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let router = Router::new()
         .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
         .route("/transactions/{txn}", put(transaction))
@@ -52,6 +76,9 @@ pub(super) async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener, 
         .route("/rooms/{alias}", get(query_room))
         .route("/_matrix/app/v1/ping", post(ping))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unknown endpoint") })
+        // Transactions can be large (many events at once after an outage);
+        // refusing one would make the homeserver resend it forever.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
         .with_state(inner);
     let stop = async move {
         while !*shutdown.borrow() {
@@ -60,7 +87,10 @@ pub(super) async fn serve(inner: Arc<Inner>, listener: tokio::net::TcpListener, 
             }
         }
     };
-    if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+    {
         tracing::error!(error = %e, "Matrix appservice listener failed");
     }
 }
@@ -72,16 +102,29 @@ async fn ping(State(inner): Shared, headers: HeaderMap, RawQuery(query): RawQuer
     json(StatusCode::OK, serde_json::json!({}))
 }
 
-async fn query_room(State(inner): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn query_room(
+    State(inner): Shared,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
         return refused;
     }
-    error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "the bridge has no room aliases")
+    error(
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+        "the bridge has no room aliases",
+    )
 }
 
 /// The homeserver met an unknown user of our namespace (e.g. in an
 /// invitation): a ghost exists for every MSN account, so register it now.
-async fn query_user(State(inner): Shared, Path(user): Path<String>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn query_user(
+    State(inner): Shared,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
         return refused;
     }
@@ -91,26 +134,49 @@ async fn query_user(State(inner): Shared, Path(user): Path<String>, headers: Hea
     match inner.db.account_name(&local).await {
         Ok(Some(_)) => {}
         Ok(None) => return error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "no such MSN account"),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", &e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "M_UNKNOWN",
+                &e.to_string(),
+            );
+        }
     }
     match inner.ensure_ghost(&local).await {
         Ok(_) => {
             inner.scan_wake.notify_one(); // and give it its name
             json(StatusCode::OK, serde_json::json!({}))
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", &e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "M_UNKNOWN",
+            &e.to_string(),
+        ),
     }
 }
 
-async fn transaction(State(inner): Shared, Path(txn): Path<String>, headers: HeaderMap, RawQuery(query): RawQuery, body: Bytes) -> Response {
+async fn transaction(
+    State(inner): Shared,
+    Path(txn): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
         return refused;
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "M_NOT_JSON", "transaction body is not JSON");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "M_NOT_JSON",
+            "transaction body is not JSON",
+        );
     };
     let empty = Vec::new();
-    let events = body.get("events").and_then(|v| v.as_array()).unwrap_or(&empty);
+    let events = body
+        .get("events")
+        .and_then(|v| v.as_array())
+        .unwrap_or(&empty);
     // Synapse sends the stable key; older ones the MSC2409 key (the same data).
     let ephemeral = body
         .get("ephemeral")
@@ -122,7 +188,11 @@ async fn transaction(State(inner): Shared, Path(txn): Path<String>, headers: Hea
     for event in events {
         if let Err(e) = inner.handle_event(event).await {
             tracing::error!(%txn, error = %e, "cannot handle a Matrix event; the homeserver will resend the transaction");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "storage failure");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "M_UNKNOWN",
+                "storage failure",
+            );
         }
     }
     for e in ephemeral {
@@ -132,7 +202,10 @@ async fn transaction(State(inner): Shared, Path(txn): Path<String>, headers: Hea
 }
 
 impl Inner {
-    pub(super) async fn handle_event(self: &Arc<Self>, event: &serde_json::Value) -> Result<(), sqlx::Error> {
+    pub(super) async fn handle_event(
+        self: &Arc<Self>,
+        event: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
         let s = |key: &str| event.get(key).and_then(|v| v.as_str()).unwrap_or("");
         let (event_id, room, sender, kind) = (s("event_id"), s("room_id"), s("sender"), s("type"));
         if event_id.is_empty() || room.is_empty() {
@@ -145,12 +218,17 @@ impl Inner {
         let content = event.get("content").unwrap_or(&null);
         match kind {
             "m.room.member" => {
-                let state_key = event.get("state_key").and_then(|v| v.as_str()).unwrap_or("");
+                let state_key = event
+                    .get("state_key")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 self.on_member(room, sender, state_key, content).await?;
                 self.db.mark_processed(event_id).await
             }
             // Our own ghosts' messages come back as events: already on MSN.
-            "m.room.message" | "m.sticker" if !self.ids.is_ours(sender) => self.on_room_message(event_id, room, sender, content).await,
+            "m.room.message" | "m.sticker" if !self.ids.is_ours(sender) => {
+                self.on_room_message(event_id, room, sender, content).await
+            }
             "m.room.encrypted" if !self.ids.is_ours(sender) => {
                 // The bridge cannot read end-to-end encrypted rooms: say so once per message.
                 if let Some((local, _)) = self.db.dm_of_room(room).await? {
@@ -165,16 +243,26 @@ impl Inner {
     fn handle_ephemeral(self: &Arc<Self>, data: &serde_json::Value) {
         match data.get("type").and_then(|v| v.as_str()) {
             Some("m.typing") => {
-                let Some(room) = data.get("room_id").and_then(|v| v.as_str()) else { return };
+                let Some(room) = data.get("room_id").and_then(|v| v.as_str()) else {
+                    return;
+                };
                 let users: Vec<String> = data
                     .pointer("/content/user_ids")
                     .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|u| u.as_str()).filter(|u| !self.ids.is_ours(u)).map(str::to_string).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|u| u.as_str())
+                            .filter(|u| !self.ids.is_ours(u))
+                            .map(str::to_string)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 self.matrix_typing(room, &users);
             }
             Some("m.presence") => {
-                let Some(sender) = data.get("sender").and_then(|v| v.as_str()) else { return };
+                let Some(sender) = data.get("sender").and_then(|v| v.as_str()) else {
+                    return;
+                };
                 if let Some(content) = data.get("content") {
                     self.on_presence(sender, content);
                 }

@@ -76,15 +76,27 @@ impl Link {
     }
 
     fn endpoint(&self, user_id: &str) -> Option<Endpoint> {
-        self.state.lock().endpoints.iter().find(|e| e.user_id == user_id).cloned()
+        self.state
+            .lock()
+            .endpoints
+            .iter()
+            .find(|e| e.user_id == user_id)
+            .cloned()
     }
 
     fn is_endpoint_handle(&self, handle: &str) -> bool {
-        self.state.lock().endpoints.iter().any(|e| &*e.info.handle == handle)
+        self.state
+            .lock()
+            .endpoints
+            .iter()
+            .any(|e| &*e.info.handle == handle)
     }
 
     fn has_participant(&self, handle: &str) -> bool {
-        self.conversation.participants().iter().any(|p| &*p.handle == handle)
+        self.conversation
+            .participants()
+            .iter()
+            .any(|p| &*p.handle == handle)
     }
 
     fn is_closed(&self) -> bool {
@@ -99,6 +111,8 @@ pub(super) struct Chats {
     typing: Mutex<HashMap<(u32, String), tokio::task::AbortHandle>>,
     /// Last typing notice sent for a ghost in a room (MSN → Matrix).
     ghost_typing: Mutex<HashMap<(String, String), Instant>>,
+    /// Conversation events taken from an outbox and not yet handled.
+    in_hand: std::sync::atomic::AtomicUsize,
 }
 
 impl Chats {
@@ -120,7 +134,7 @@ impl Chats {
     /// not be known to the link yet).
     fn find(&self, room: &str, dm: Option<&(String, String)>) -> Option<Arc<Link>> {
         let links = self.links.lock();
-        let mut found = None;
+        let mut found: Option<&Arc<Link>> = None;
         for link in links.values() {
             let st = link.state.lock();
             if st.closed {
@@ -128,22 +142,38 @@ impl Chats {
             }
             let by_room = !room.is_empty() && st.room.as_deref() == Some(room);
             let by_dm = matches!((&st.target, dm), (Target::Dm { local, remote }, Some((l, r))) if local == l && remote == r);
-            if by_room || by_dm {
-                // Prefer the most recent conversation (highest endpoint ids are newest).
-                found = Some(link.clone());
+            // Of several chats with the same person, the newest window is the one in use.
+            if (by_room || by_dm) && found.is_none_or(|f| f.created < link.created) {
+                found = Some(link);
             }
         }
-        found
+        found.cloned()
+    }
+
+    /// Whether every MSN message accepted so far is in the outgoing queue
+    /// (graceful shutdown waits for this before draining the queue).
+    pub(super) fn settled(&self) -> bool {
+        self.in_hand.load(std::sync::atomic::Ordering::Acquire) == 0
+            && self.links.lock().values().all(|l| l.outbox.is_empty())
     }
 
     fn links_for_room(&self, room: &str) -> Vec<Arc<Link>> {
-        self.links.lock().values().filter(|l| l.state.lock().room.as_deref() == Some(room)).cloned().collect()
+        self.links
+            .lock()
+            .values()
+            .filter(|l| l.state.lock().room.as_deref() == Some(room))
+            .cloned()
+            .collect()
     }
 }
 
 fn excerpt(text: &str) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= 60 { one_line } else { format!("{}…", one_line.chars().take(59).collect::<String>()) }
+    if one_line.chars().count() <= 60 {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(59).collect::<String>())
+    }
 }
 
 /// Pointer identity of an event: every endpoint of a link gets its own copy
@@ -152,7 +182,9 @@ fn identity(event: &ConversationEvent) -> (usize, usize) {
     match event {
         ConversationEvent::Joined(p) => (Arc::as_ptr(p) as usize, 0),
         ConversationEvent::Left { handle, .. } => (Arc::as_ptr(handle) as *const u8 as usize, 1),
-        ConversationEvent::Message { from, payload } => (Arc::as_ptr(from) as usize, payload.as_ptr() as usize),
+        ConversationEvent::Message { from, payload } => {
+            (Arc::as_ptr(from) as usize, payload.as_ptr() as usize)
+        }
     }
 }
 
@@ -163,31 +195,62 @@ impl Inner {
         if ids::user_id_of_contact(handle).is_some() {
             return false;
         }
-        self.ghost_names.lock().contains_key(handle) || self.hub().is_some_and(|h| h.session(handle).is_some())
+        self.ghost_names.lock().contains_key(handle)
+            || self.hub().is_some_and(|h| h.session(handle).is_some())
     }
 
-    fn new_link(self: &Arc<Self>, conversation: Arc<Conversation>, target: Target, room: Option<String>) -> Arc<Link> {
+    fn new_link(
+        self: &Arc<Self>,
+        conversation: Arc<Conversation>,
+        target: Target,
+        room: Option<String>,
+    ) -> Arc<Link> {
         let link = Arc::new(Link {
             conversation,
             outbox: Arc::new(Outbox::new(OUTBOX_LIMIT)),
-            state: Mutex::new(LinkState { target, room, endpoints: Vec::new(), ringing: HashMap::new(), closed: false }),
+            state: Mutex::new(LinkState {
+                target,
+                room,
+                endpoints: Vec::new(),
+                ringing: HashMap::new(),
+                closed: false,
+            }),
             created: Instant::now(),
         });
-        self.chats.links.lock().insert(link.conversation.id, link.clone());
+        self.chats
+            .links
+            .lock()
+            .insert(link.conversation.id, link.clone());
         tokio::spawn(self.clone().consume(link.clone()));
         link
     }
 
     /// Puts Matrix user `user_id` into the link's conversation (once).
-    fn add_endpoint(&self, link: &Arc<Link>, user_id: &str, require_existing: bool) -> Result<Endpoint, JoinError> {
+    fn add_endpoint(
+        &self,
+        link: &Arc<Link>,
+        user_id: &str,
+        require_existing: bool,
+    ) -> Result<Endpoint, JoinError> {
         if let Some(ep) = link.endpoint(user_id) {
             return Ok(ep);
         }
-        let (Some(hub), Some(handle)) = (self.hub(), ids::contact_handle(user_id)) else { return Err(JoinError::Closed) };
-        let info = Arc::new(ParticipantInfo { handle: handle.into(), friendly_name: self.display_name_of(user_id).into(), capabilities: ids::MATRIX_CAPABILITIES });
+        let (Some(hub), Some(handle)) = (self.hub(), ids::contact_handle(user_id)) else {
+            return Err(JoinError::Closed);
+        };
+        let info = Arc::new(ParticipantInfo {
+            handle: handle.into(),
+            friendly_name: self.display_name_of(user_id).into(),
+            capabilities: ids::MATRIX_CAPABILITIES,
+        });
         let id = hub.conversations.new_endpoint_id();
-        link.conversation.join(id, info.clone(), link.outbox.clone(), require_existing)?;
-        let ep = Endpoint { id, user_id: user_id.to_string(), info };
+        link.conversation
+            .join(id, info.clone(), link.outbox.clone(), require_existing)?;
+        let ep = Endpoint {
+            id,
+            user_id: user_id.to_string(),
+            info,
+        };
         link.state.lock().endpoints.push(ep.clone());
         Ok(ep)
     }
@@ -195,7 +258,9 @@ impl Inner {
     fn remove_endpoint(&self, link: &Arc<Link>, user_id: &str) {
         let ep = {
             let mut st = link.state.lock();
-            let Some(pos) = st.endpoints.iter().position(|e| e.user_id == user_id) else { return };
+            let Some(pos) = st.endpoints.iter().position(|e| e.user_id == user_id) else {
+                return;
+            };
             st.endpoints.remove(pos)
         };
         self.stop_matrix_typing(link.conversation.id, user_id);
@@ -236,10 +301,16 @@ impl Inner {
                 return;
             }
             if link.outbox.has_overflowed() {
-                tracing::error!(conversation = link.conversation.id, "Matrix side of a conversation fell behind; leaving it");
+                tracing::error!(
+                    conversation = link.conversation.id,
+                    "Matrix side of a conversation fell behind; leaving it"
+                );
                 self.close_link(&link);
                 return;
             }
+            self.chats
+                .in_hand
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             link.outbox.drain_into(&mut events);
             let mut last = None;
             for event in events.drain(..) {
@@ -250,6 +321,9 @@ impl Inner {
                 last = Some(id);
                 self.on_conversation_event(&link, event).await;
             }
+            self.chats
+                .in_hand
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             let (unanswered, idle) = {
                 let mut st = link.state.lock();
                 let before = st.ringing.len();
@@ -257,9 +331,16 @@ impl Inner {
                 (before > st.ringing.len(), st.ringing.is_empty())
             };
             if unanswered {
-                tracing::info!(conversation = link.conversation.id, "an MSN user did not answer a ring; their messages keep waiting");
+                tracing::info!(
+                    conversation = link.conversation.id,
+                    "an MSN user did not answer a ring; their messages keep waiting"
+                );
             }
-            let locals_left = link.conversation.participants().iter().any(|p| self.is_local(&p.handle));
+            let locals_left = link
+                .conversation
+                .participants()
+                .iter()
+                .any(|p| self.is_local(&p.handle));
             if !locals_left && idle && link.created.elapsed() > Duration::from_secs(10) {
                 self.close_link(&link);
                 return;
@@ -289,11 +370,32 @@ impl Inner {
                             .find(|p| p.handle != info.handle && self.is_local(&p.handle))
                             .map(|p| p.handle.to_string());
                         match by {
-                            Some(by) => self.enqueue(Job::Invite { target, by, user: self.ids.user_id(&info.handle) }).await,
-                            // Rung in by a Matrix user: the ghost is a member already.
+                            Some(by) => {
+                                self.enqueue(Job::Invite {
+                                    target,
+                                    by,
+                                    user: self.ids.user_id(&info.handle),
+                                })
+                                .await
+                            }
+                            // Rung in by a Matrix user: the ghost is normally a member
+                            // already (it accepted the invitation); join if not.
                             None => {
-                                if let Some(room) = link.room() {
-                                    self.enqueue(Job::Join { room, local: info.handle.to_string(), direct_with: None }).await;
+                                if let Some(room) = link.room()
+                                    && !self
+                                        .db
+                                        .members(&room)
+                                        .await
+                                        .unwrap_or_default()
+                                        .iter()
+                                        .any(|m| m.as_str() == &*info.handle)
+                                {
+                                    self.enqueue(Job::Join {
+                                        room,
+                                        local: info.handle.to_string(),
+                                        direct_with: None,
+                                    })
+                                    .await;
                                 }
                             }
                         }
@@ -312,7 +414,13 @@ impl Inner {
 
     /// A direct chat became a multi-party one: it moves to a room of its own.
     async fn upgrade_to_group(self: &Arc<Self>, link: &Arc<Link>) {
-        let locals: Vec<String> = link.conversation.participants().iter().filter(|p| self.is_local(&p.handle)).map(|p| p.handle.to_string()).collect();
+        let locals: Vec<String> = link
+            .conversation
+            .participants()
+            .iter()
+            .filter(|p| self.is_local(&p.handle))
+            .map(|p| p.handle.to_string())
+            .collect();
         let job = {
             let mut st = link.state.lock();
             if !matches!(st.target, Target::Dm { .. }) || locals.is_empty() {
@@ -322,21 +430,43 @@ impl Inner {
             st.target = Target::Group { key: key.clone() };
             st.room = None;
             let remotes = st.endpoints.iter().map(|e| e.user_id.clone()).collect();
-            Job::CreateGroup { key, creator: locals[0].clone(), locals, remotes }
+            Job::CreateGroup {
+                key,
+                creator: locals[0].clone(),
+                locals,
+                remotes,
+            }
         };
-        tracing::info!(conversation = link.conversation.id, "chat became multi-party; it gets a Matrix room of its own");
+        tracing::info!(
+            conversation = link.conversation.id,
+            "chat became multi-party; it gets a Matrix room of its own"
+        );
         self.enqueue(job).await;
     }
 
     /// What an MSN participant sent, on its way to Matrix.
-    async fn msn_message(self: &Arc<Self>, link: &Arc<Link>, from: &Arc<ParticipantInfo>, payload: &Bytes) {
+    async fn msn_message(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        from: &Arc<ParticipantInfo>,
+        payload: &Bytes,
+    ) {
         let local = from.handle.to_string();
         let target = link.target();
-        let partner = link.state.lock().endpoints.first().map(|e| e.user_id.clone());
-        let Some(msg) = MimeMessage::parse(payload) else { return };
+        let partner = link
+            .state
+            .lock()
+            .endpoints
+            .first()
+            .map(|e| e.user_id.clone());
+        let Some(msg) = MimeMessage::parse(payload) else {
+            return;
+        };
         match msnp::mime::classify(payload) {
             PayloadKind::Text => {
-                let Some(text) = msnp::mime::text_body(&msg) else { return };
+                let Some(text) = msnp::mime::text_body(&msg) else {
+                    return;
+                };
                 let format = msg.header("X-MMS-IM-Format").map(ImFormat::parse);
                 let (body, html) = format::msn_to_matrix(&text, format.as_ref());
                 let mut content = serde_json::json!({"msgtype": "m.text", "body": body});
@@ -344,15 +474,42 @@ impl Inner {
                     content["format"] = "org.matrix.custom.html".into();
                     content["formatted_body"] = html.into();
                 }
-                let origin = Origin { local: local.clone(), notify_as: partner.unwrap_or_else(|| self.ids.bot_user_id()), excerpt: excerpt(&text) };
-                self.enqueue(Job::Send { target, from: local.clone(), content, origin: Some(origin) }).await;
+                let origin = Origin {
+                    local: local.clone(),
+                    notify_as: partner.unwrap_or_else(|| self.ids.bot_user_id()),
+                    excerpt: excerpt(&text),
+                    room: None,
+                };
+                self.enqueue(Job::Send {
+                    target,
+                    from: local.clone(),
+                    content,
+                    origin: Some(origin),
+                })
+                .await;
                 self.ghost_typing(link, &local, false).await;
             }
             PayloadKind::Typing => self.ghost_typing(link, &local, true).await,
             PayloadKind::Nudge => {
-                let body = if matches!(target, Target::Dm { .. }) { "nudged you!" } else { "sent a nudge!" };
+                let body = if matches!(target, Target::Dm { .. }) {
+                    "nudged you!"
+                } else {
+                    "sent a nudge!"
+                };
                 let content = serde_json::json!({"msgtype": "m.emote", "body": body});
-                self.enqueue(Job::Send { target, from: local, content, origin: None }).await;
+                let origin = Origin {
+                    local: local.clone(),
+                    notify_as: partner.unwrap_or_else(|| self.ids.bot_user_id()),
+                    excerpt: "(nudge)".into(),
+                    room: None,
+                };
+                self.enqueue(Job::Send {
+                    target,
+                    from: local,
+                    content,
+                    origin: Some(origin),
+                })
+                .await;
             }
             PayloadKind::Invite => {
                 // File transfers and other invitations have no Matrix side: decline
@@ -361,8 +518,12 @@ impl Inner {
                     && let Some(cookie) = msg.body_field("Invitation-Cookie")
                     && let Some(ep) = link.state.lock().endpoints.first().cloned()
                 {
-                    let cancel = Bytes::from(msnp::mime::invite_cancel_message(cookie, "REJECT_NOT_INSTALLED"));
-                    link.conversation.relay(ep.id, &ep.info, &cancel, Some(&local));
+                    let cancel = Bytes::from(msnp::mime::invite_cancel_message(
+                        cookie,
+                        "REJECT_NOT_INSTALLED",
+                    ));
+                    link.conversation
+                        .relay(ep.id, &ep.info, &cancel, Some(&local));
                 }
             }
             // Client capabilities, keep-alives, emoticon and P2P data are between MSN clients.
@@ -375,7 +536,9 @@ impl Inner {
         let room = match link.room() {
             Some(r) => Some(r),
             None => match link.target() {
-                Target::Dm { local, remote } => self.db.dm_room(&local, &remote).await.ok().flatten(),
+                Target::Dm { local, remote } => {
+                    self.db.dm_room(&local, &remote).await.ok().flatten()
+                }
                 _ => None,
             },
         };
@@ -391,14 +554,25 @@ impl Inner {
                 sent.insert(key, Instant::now());
             } else {
                 // Only stop what is showing.
-                if !last.is_some_and(|t| t.elapsed() < GHOST_TYPING) {
+                if last.is_none_or(|t| t.elapsed() >= GHOST_TYPING) {
                     return;
                 }
                 sent.remove(&key);
             }
         }
-        let (Ok(ghost), Ok(room_id)) = (OwnedUserId::try_from(self.ids.user_id(local)), ruma::OwnedRoomId::try_from(room.as_str())) else { return };
-        let state = if typing { create_typing_event::v3::Typing::Yes(create_typing_event::v3::TypingInfo::new(GHOST_TYPING)) } else { create_typing_event::v3::Typing::No };
+        let (Ok(ghost), Ok(room_id)) = (
+            OwnedUserId::try_from(self.ids.user_id(local)),
+            ruma::OwnedRoomId::try_from(room.as_str()),
+        ) else {
+            return;
+        };
+        let state = if typing {
+            create_typing_event::v3::Typing::Yes(create_typing_event::v3::TypingInfo::new(
+                GHOST_TYPING,
+            ))
+        } else {
+            create_typing_event::v3::Typing::No
+        };
         let inner = self.clone();
         let local = local.to_string();
         tokio::spawn(async move {
@@ -439,13 +613,23 @@ impl Inner {
     }
 
     fn stop_matrix_typing(&self, conversation: u32, user_id: &str) {
-        if let Some(h) = self.chats.typing.lock().remove(&(conversation, user_id.to_string())) {
+        if let Some(h) = self
+            .chats
+            .typing
+            .lock()
+            .remove(&(conversation, user_id.to_string()))
+        {
             h.abort();
         }
     }
 
     /// The hub asks a Matrix user into a conversation (a switchboard `CAL`).
-    pub(super) async fn invite_remote(self: &Arc<Self>, conversation: Arc<Conversation>, inviter: Arc<ParticipantInfo>, remote: &str) -> Result<(), Unreachable> {
+    pub(super) async fn invite_remote(
+        self: &Arc<Self>,
+        conversation: Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        remote: &str,
+    ) -> Result<(), Unreachable> {
         let user_id = ids::user_id_of_contact(remote).ok_or(Unreachable)?;
         if self.ids.is_ours(&user_id) {
             return Err(Unreachable);
@@ -456,35 +640,70 @@ impl Inner {
         let inviter_local = if self.is_local(&inviter.handle) {
             inviter.handle.to_string()
         } else {
-            conversation.participants().iter().find(|p| self.is_local(&p.handle)).map(|p| p.handle.to_string()).ok_or(Unreachable)?
+            conversation
+                .participants()
+                .iter()
+                .find(|p| self.is_local(&p.handle))
+                .map(|p| p.handle.to_string())
+                .ok_or(Unreachable)?
         };
         let (link, fresh) = match self.chats.by_conversation(conversation.id) {
             Some(link) => (link, false),
             None => {
                 let participants = conversation.participants();
                 let target = if participants.len() == 1 {
-                    Target::Dm { local: inviter_local.clone(), remote: user_id.clone() }
+                    Target::Dm {
+                        local: inviter_local.clone(),
+                        remote: user_id.clone(),
+                    }
                 } else {
-                    Target::Group { key: format!("g{}", crate::core::tickets::random_hex()) }
+                    Target::Group {
+                        key: format!("g{}", crate::core::tickets::random_hex()),
+                    }
                 };
                 let room = match &target {
-                    Target::Dm { local, remote } => self.db.dm_room(local, remote).await.ok().flatten(),
+                    Target::Dm { local, remote } => {
+                        self.db.dm_room(local, remote).await.ok().flatten()
+                    }
                     _ => None,
                 };
                 (self.new_link(conversation.clone(), target, room), true)
             }
         };
         let target_before = link.target();
-        self.add_endpoint(&link, &user_id, true).map_err(|_| Unreachable)?;
+        self.add_endpoint(&link, &user_id, true)
+            .map_err(|_| Unreachable)?;
         match (fresh, target_before) {
-            (true, Target::Dm { local, remote }) => self.enqueue(Job::EnsureDm { local, remote }).await,
-            (true, Target::Group { key }) => {
-                let locals: Vec<String> = conversation.participants().iter().filter(|p| self.is_local(&p.handle)).map(|p| p.handle.to_string()).collect();
-                self.enqueue(Job::CreateGroup { key, creator: inviter_local.clone(), locals, remotes: vec![user_id.clone()] }).await;
+            (true, Target::Dm { local, remote }) => {
+                self.enqueue(Job::EnsureDm { local, remote }).await
             }
-            (false, Target::Dm { remote, .. }) if remote != user_id => self.upgrade_to_group(&link).await,
+            (true, Target::Group { key }) => {
+                let locals: Vec<String> = conversation
+                    .participants()
+                    .iter()
+                    .filter(|p| self.is_local(&p.handle))
+                    .map(|p| p.handle.to_string())
+                    .collect();
+                self.enqueue(Job::CreateGroup {
+                    key,
+                    creator: inviter_local.clone(),
+                    locals,
+                    remotes: vec![user_id.clone()],
+                })
+                .await;
+            }
+            (false, Target::Dm { remote, .. }) if remote != user_id => {
+                self.upgrade_to_group(&link).await
+            }
             (false, Target::Dm { .. }) => {}
-            (_, target) => self.enqueue(Job::Invite { target, by: inviter_local.clone(), user: user_id.clone() }).await,
+            (_, target) => {
+                self.enqueue(Job::Invite {
+                    target,
+                    by: inviter_local.clone(),
+                    user: user_id.clone(),
+                })
+                .await
+            }
         }
         self.request_delivery(&inviter_local);
         Ok(())
@@ -494,7 +713,10 @@ impl Inner {
     /// conversation where needed. Offline users keep their messages.
     pub(super) async fn deliver_inbox(self: &Arc<Self>, local: &str) -> Result<(), sqlx::Error> {
         let Some(hub) = self.hub() else { return Ok(()) };
-        if !hub.session(local).is_some_and(|s| s.presence().status.is_visible()) {
+        if !hub
+            .session(local)
+            .is_some_and(|s| s.presence().status.is_visible())
+        {
             return Ok(());
         }
         let rows = self.db.inbox_for(local).await?;
@@ -504,9 +726,19 @@ impl Inner {
             let dm = if row.room_id.is_empty() {
                 Some((local.to_string(), row.sender.clone()))
             } else {
-                self.db.dm_of_room(&row.room_id).await?.filter(|(l, m)| l == local && *m == row.sender)
+                self.db
+                    .dm_of_room(&row.room_id)
+                    .await?
+                    .filter(|(l, m)| l == local && *m == row.sender)
             };
-            let chat = (row.room_id.clone(), if dm.is_some() { row.sender.clone() } else { String::new() });
+            let chat = (
+                row.room_id.clone(),
+                if dm.is_some() {
+                    row.sender.clone()
+                } else {
+                    String::new()
+                },
+            );
             if waiting.contains(&chat) {
                 continue;
             }
@@ -514,10 +746,19 @@ impl Inner {
                 Some(link) => link,
                 None => {
                     let target = match &dm {
-                        Some((l, r)) => Target::Dm { local: l.clone(), remote: r.clone() },
-                        None => Target::Room { room: row.room_id.clone() },
+                        Some((l, r)) => Target::Dm {
+                            local: l.clone(),
+                            remote: r.clone(),
+                        },
+                        None => Target::Room {
+                            room: row.room_id.clone(),
+                        },
                     };
-                    let room = if row.room_id.is_empty() { None } else { Some(row.room_id.clone()) };
+                    let room = if row.room_id.is_empty() {
+                        None
+                    } else {
+                        Some(row.room_id.clone())
+                    };
                     self.new_link(hub.conversations.create(), target, room)
                 }
             };
@@ -530,7 +771,12 @@ impl Inner {
                     self.db.inbox_delete(row.id).await?;
                     continue;
                 }
-                let delivery = link.conversation.relay(ep.id, &ep.info, &Bytes::from(row.payload.clone().into_bytes()), Some(local));
+                let delivery = link.conversation.relay(
+                    ep.id,
+                    &ep.info,
+                    &Bytes::from(row.payload.clone().into_bytes()),
+                    Some(local),
+                );
                 if delivery.delivered > 0 {
                     self.db.inbox_delete(row.id).await?;
                 } else {
@@ -542,13 +788,25 @@ impl Inner {
             if link.state.lock().ringing.contains_key(local) {
                 continue;
             }
-            match hub.invite_local(&link.conversation, ep.info.clone(), local).await {
+            match hub
+                .invite_local(&link.conversation, ep.info.clone(), local)
+                .await
+            {
                 Ok(()) => {
-                    link.state.lock().ringing.insert(local.to_string(), Instant::now());
+                    link.state
+                        .lock()
+                        .ringing
+                        .insert(local.to_string(), Instant::now());
                 }
                 Err(Unreachable) => {
                     // Hidden, or not allowing this contact: keep everything for later.
-                    if !link.conversation.participants().iter().any(|p| self.is_local(&p.handle)) && link.state.lock().ringing.is_empty() {
+                    if !link
+                        .conversation
+                        .participants()
+                        .iter()
+                        .any(|p| self.is_local(&p.handle))
+                        && link.state.lock().ringing.is_empty()
+                    {
                         self.close_link(&link);
                     }
                     return Ok(());
@@ -562,9 +820,28 @@ impl Inner {
     /// chat with the Matrix user (rung into a new one if it was closed, or at
     /// the next sign-in).
     pub(super) async fn notify_undelivered(self: &Arc<Self>, origin: &Origin, reason: &str) {
-        let text = format!("⚠ msngate could not deliver your message \u{201c}{}\u{201d} to Matrix: {reason}", origin.excerpt);
-        let payload = msnp::mime::text_message(&text, Some(&ImFormat { font: "Segoe UI".into(), color_rgb: (0x99, 0, 0), ..ImFormat::default() }));
-        let room = self.db.dm_room(&origin.local, &origin.notify_as).await.ok().flatten().unwrap_or_default();
+        let text = format!(
+            "⚠ msngate could not deliver your message \u{201c}{}\u{201d} to Matrix: {reason}",
+            origin.excerpt
+        );
+        let payload = msnp::mime::text_message(
+            &text,
+            Some(&ImFormat {
+                font: "Segoe UI".into(),
+                color_rgb: (0x99, 0, 0),
+                ..ImFormat::default()
+            }),
+        );
+        let room = match &origin.room {
+            Some(room) => room.clone(),
+            None => self
+                .db
+                .dm_room(&origin.local, &origin.notify_as)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
         let row = InboxRow {
             id: self.db.new_id(),
             local_handle: origin.local.clone(),
@@ -577,7 +854,9 @@ impl Inner {
         };
         match self.db.inbox_insert(&[row], "").await {
             Ok(()) => self.request_delivery(&origin.local),
-            Err(e) => tracing::error!(local = %origin.local, error = %e, "cannot queue an undelivered-message notice"),
+            Err(e) => {
+                tracing::error!(local = %origin.local, error = %e, "cannot queue an undelivered-message notice")
+            }
         }
     }
 
@@ -585,13 +864,24 @@ impl Inner {
 
     /// Converts a Matrix message's content for MSN: one or more payloads.
     fn matrix_content_to_msn(&self, content: &serde_json::Value, sender_name: &str) -> Vec<String> {
-        let edited = content.pointer("/m.relates_to/rel_type").and_then(|v| v.as_str()) == Some("m.replace");
-        let content = if edited { content.get("m.new_content").unwrap_or(content) } else { content };
-        let msgtype = content.get("msgtype").and_then(|v| v.as_str()).unwrap_or("");
+        let edited = content
+            .pointer("/m.relates_to/rel_type")
+            .and_then(|v| v.as_str())
+            == Some("m.replace");
+        let content = if edited {
+            content.get("m.new_content").unwrap_or(content)
+        } else {
+            content
+        };
+        let msgtype = content
+            .get("msgtype")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let body = content.get("body").and_then(|v| v.as_str()).unwrap_or("");
-        let html = (content.get("format").and_then(|v| v.as_str()) == Some("org.matrix.custom.html"))
-            .then(|| content.get("formatted_body").and_then(|v| v.as_str()))
-            .flatten();
+        let html = (content.get("format").and_then(|v| v.as_str())
+            == Some("org.matrix.custom.html"))
+        .then(|| content.get("formatted_body").and_then(|v| v.as_str()))
+        .flatten();
         let (mut text, fmt) = match msgtype {
             "m.text" | "m.notice" => format::matrix_to_msn(body, html),
             "m.emote" => {
@@ -599,7 +889,11 @@ impl Inner {
                 (format!("* {sender_name} {t}"), f)
             }
             "m.image" | "m.file" | "m.video" | "m.audio" => {
-                let url = content.get("url").and_then(|v| v.as_str()).map(|mxc| self.media_url(mxc)).unwrap_or_default();
+                let url = content
+                    .get("url")
+                    .and_then(|v| v.as_str())
+                    .map(|mxc| self.media_url(mxc))
+                    .unwrap_or_default();
                 let kind = &msgtype[2..];
                 format::matrix_to_msn(&format!("[{kind}] {body} {url}"), None)
             }
@@ -612,7 +906,12 @@ impl Inner {
         if text.is_empty() {
             return Vec::new();
         }
-        format::split_for_msn(&text, MSN_TEXT_MAX).into_iter().map(|part| String::from_utf8_lossy(&msnp::mime::text_message(&part, Some(&fmt))).into_owned()).collect()
+        format::split_for_msn(&text, MSN_TEXT_MAX)
+            .into_iter()
+            .map(|part| {
+                String::from_utf8_lossy(&msnp::mime::text_message(&part, Some(&fmt))).into_owned()
+            })
+            .collect()
     }
 
     /// An HTTP address for an `mxc://server/id` file.
@@ -623,13 +922,25 @@ impl Inner {
         }
     }
 
-    pub(super) async fn on_room_message(self: &Arc<Self>, event_id: &str, room: &str, sender: &str, content: &serde_json::Value) -> Result<(), sqlx::Error> {
+    pub(super) async fn on_room_message(
+        self: &Arc<Self>,
+        event_id: &str,
+        room: &str,
+        sender: &str,
+        content: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
         let dm = self.db.dm_of_room(room).await?;
         let locals = match &dm {
             Some((l, m)) if m == sender => vec![l.clone()],
             _ => self.db.members(room).await?,
         };
         if locals.is_empty() {
+            return self.db.mark_processed(event_id).await;
+        }
+        // An MSN user's own Matrix account (double puppeting): their own words.
+        if let Some(owner) = self.db.puppet_owner(sender).await?
+            && locals.contains(&owner)
+        {
             return self.db.mark_processed(event_id).await;
         }
         if !self.remote.lock().contains_key(sender) {
@@ -674,8 +985,17 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) async fn on_member(self: &Arc<Self>, room: &str, sender: &str, state_key: &str, content: &serde_json::Value) -> Result<(), sqlx::Error> {
-        let membership = content.get("membership").and_then(|v| v.as_str()).unwrap_or("");
+    pub(super) async fn on_member(
+        self: &Arc<Self>,
+        room: &str,
+        sender: &str,
+        state_key: &str,
+        content: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let membership = content
+            .get("membership")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if let Some(local) = self.ids.handle_of(state_key) {
             // About a ghost.
             match membership {
@@ -688,10 +1008,18 @@ impl Inner {
                         let _ = self.fetch_profile(sender).await;
                     }
                     let name = self.display_name_of(sender);
-                    let direct = content.get("is_direct").and_then(|v| v.as_bool()).unwrap_or(false);
+                    let direct = content
+                        .get("is_direct")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false);
                     if direct {
                         self.db.set_dm(&local, sender, room).await?;
-                        self.enqueue(Job::Join { room: room.to_string(), local: local.clone(), direct_with: Some(sender.to_string()) }).await;
+                        self.enqueue(Job::Join {
+                            room: room.to_string(),
+                            local: local.clone(),
+                            direct_with: Some(sender.to_string()),
+                        })
+                        .await;
                         if let (Some(hub), Some(handle)) = (self.hub(), ids::contact_handle(sender))
                             && let Err(e) = hub.remote_added_local(&handle, &name, &local).await
                         {
@@ -702,7 +1030,12 @@ impl Inner {
                     } else {
                         self.db.add_room(room, "group", None).await?;
                         self.db.add_member(room, &local).await?;
-                        self.enqueue(Job::Join { room: room.to_string(), local: local.clone(), direct_with: None }).await;
+                        self.enqueue(Job::Join {
+                            room: room.to_string(),
+                            local: local.clone(),
+                            direct_with: None,
+                        })
+                        .await;
                         // Ring the MSN user into a chat with the inviter.
                         let row = InboxRow {
                             id: self.db.new_id(),
@@ -721,7 +1054,12 @@ impl Inner {
                 "leave" | "ban" if sender != state_key => {
                     // Kicked or banned.
                     self.db.remove_member(room, &local).await?;
-                    if self.db.dm_of_room(room).await?.is_some_and(|(l, _)| l == local) {
+                    if self
+                        .db
+                        .dm_of_room(room)
+                        .await?
+                        .is_some_and(|(l, _)| l == local)
+                    {
                         self.db.forget_dm_room(room).await?;
                     }
                 }
@@ -733,7 +1071,11 @@ impl Inner {
             return Ok(());
         }
         // About a Matrix user.
-        let dm = self.db.dm_of_room(room).await?.filter(|(_, m)| m == state_key);
+        let dm = self
+            .db
+            .dm_of_room(room)
+            .await?
+            .filter(|(_, m)| m == state_key);
         match membership {
             "join" => {
                 let name = content.get("displayname").and_then(|v| v.as_str());
@@ -750,7 +1092,11 @@ impl Inner {
                 if let Some((local, _)) = &dm {
                     tracing::info!(%room, user = %state_key, "Matrix user left the direct chat; the next chat starts a new one");
                     self.db.forget_dm_room(room).await?;
-                    self.enqueue(Job::Leave { room: room.to_string(), local: local.clone() }).await;
+                    self.enqueue(Job::Leave {
+                        room: room.to_string(),
+                        local: local.clone(),
+                    })
+                    .await;
                 }
                 for link in self.chats.links_for_room(room) {
                     self.remove_endpoint(&link, state_key);
@@ -770,7 +1116,10 @@ impl Inner {
             Some("unavailable") => ruma::presence::PresenceState::Unavailable,
             _ => ruma::presence::PresenceState::Offline,
         };
-        let status_msg = content.get("status_msg").and_then(|v| v.as_str()).map(str::to_string);
+        let status_msg = content
+            .get("status_msg")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         if let Some(name) = content.get("displayname").and_then(|v| v.as_str()) {
             self.note_display_name(sender, Some(name));
         }

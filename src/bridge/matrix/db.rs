@@ -38,11 +38,18 @@ impl Db {
     pub async fn open(pool: AnyPool) -> DbResult<Db> {
         let mut max: i64 = 0;
         for table in ["matrix_outbox", "matrix_inbox"] {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))).fetch_one(&pool).await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COALESCE(MAX(id), 0) FROM {table}"
+            )))
+            .fetch_one(&pool)
+            .await?;
             max = max.max(row.try_get::<i64, _>(0)?);
         }
         let start = (now_millis() * 1000).max(max + 1);
-        Ok(Db { pool, next_id: AtomicI64::new(start) })
+        Ok(Db {
+            pool,
+            next_id: AtomicI64::new(start),
+        })
     }
 
     pub fn new_id(&self) -> i64 {
@@ -52,7 +59,13 @@ impl Db {
     // ---- processed events
 
     pub async fn is_processed(&self, event_id: &str) -> DbResult<bool> {
-        Ok(sqlx::query("SELECT 1 FROM matrix_processed_events WHERE event_id = $1").bind(event_id).fetch_optional(&self.pool).await?.is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM matrix_processed_events WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     pub async fn mark_processed(&self, event_id: &str) -> DbResult<()> {
@@ -67,18 +80,33 @@ impl Db {
     /// Forgets processed events older than `max_age_ms` (a homeserver resends
     /// within minutes, not weeks).
     pub async fn prune_processed(&self, max_age_ms: i64) -> DbResult<u64> {
-        Ok(sqlx::query("DELETE FROM matrix_processed_events WHERE processed_at < $1").bind(now_millis() - max_age_ms).execute(&self.pool).await?.rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM matrix_processed_events WHERE processed_at < $1")
+                .bind(now_millis() - max_age_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     // ---- ghosts
 
     /// Every registered ghost with the display name last set.
     pub async fn ghosts(&self) -> DbResult<Vec<(String, Option<String>)>> {
-        let rows = sqlx::query("SELECT handle, display_name FROM matrix_ghosts").fetch_all(&self.pool).await?;
-        rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        let rows = sqlx::query("SELECT handle, display_name FROM matrix_ghosts")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
-    pub async fn save_ghost(&self, handle: &str, user_id: &str, display_name: Option<&str>) -> DbResult<()> {
+    pub async fn save_ghost(
+        &self,
+        handle: &str,
+        user_id: &str,
+        display_name: Option<&str>,
+    ) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO matrix_ghosts (handle, user_id, display_name, registered_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (handle) DO UPDATE SET display_name = excluded.display_name, user_id = excluded.user_id",
@@ -94,38 +122,53 @@ impl Db {
 
     /// Accounts (handle, friendly name): what the ghosts must mirror.
     pub async fn accounts(&self) -> DbResult<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT handle, friendly_name FROM accounts").fetch_all(&self.pool).await?;
-        rows.into_iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        let rows = sqlx::query("SELECT handle, friendly_name FROM accounts")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     pub async fn account_name(&self, handle: &str) -> DbResult<Option<String>> {
-        let row = sqlx::query("SELECT friendly_name FROM accounts WHERE handle = $1").bind(handle).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT friendly_name FROM accounts WHERE handle = $1")
+            .bind(handle)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
     /// Remote handles of this network that someone has on a forward list.
     pub async fn watched_contacts(&self, domain_suffix: &str) -> DbResult<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT handle FROM contacts WHERE handle LIKE $1 AND (lists & 1) <> 0")
-            .bind(format!("%{domain_suffix}"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT handle FROM contacts WHERE handle LIKE $1 AND (lists & 1) <> 0",
+        )
+        .bind(format!("%{domain_suffix}"))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(|r| r.try_get(0)).collect()
     }
 
     // ---- rooms
 
     pub async fn dm_room(&self, local: &str, matrix_user: &str) -> DbResult<Option<String>> {
-        let row = sqlx::query("SELECT room_id FROM matrix_dm_rooms WHERE local_handle = $1 AND matrix_user = $2")
-            .bind(local)
-            .bind(matrix_user)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT room_id FROM matrix_dm_rooms WHERE local_handle = $1 AND matrix_user = $2",
+        )
+        .bind(local)
+        .bind(matrix_user)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
     /// The (MSN user, Matrix user) pair whose current direct chat is `room_id`.
     pub async fn dm_of_room(&self, room_id: &str) -> DbResult<Option<(String, String)>> {
-        let row = sqlx::query("SELECT local_handle, matrix_user FROM matrix_dm_rooms WHERE room_id = $1").bind(room_id).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT local_handle, matrix_user FROM matrix_dm_rooms WHERE room_id = $1")
+                .bind(room_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
@@ -156,16 +199,27 @@ impl Db {
 
     /// The Matrix user left or the room is unusable: the next chat makes a new one.
     pub async fn forget_dm_room(&self, room_id: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM matrix_dm_rooms WHERE room_id = $1").bind(room_id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM matrix_dm_rooms WHERE room_id = $1")
+            .bind(room_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn room_kind(&self, room_id: &str) -> DbResult<Option<String>> {
-        let row = sqlx::query("SELECT kind FROM matrix_rooms WHERE room_id = $1").bind(room_id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT kind FROM matrix_rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
-    pub async fn add_room(&self, room_id: &str, kind: &str, group_key: Option<&str>) -> DbResult<()> {
+    pub async fn add_room(
+        &self,
+        room_id: &str,
+        kind: &str,
+        group_key: Option<&str>,
+    ) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO matrix_rooms (room_id, kind, group_key, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (room_id) DO NOTHING",
@@ -180,7 +234,10 @@ impl Db {
     }
 
     pub async fn room_by_group_key(&self, key: &str) -> DbResult<Option<String>> {
-        let row = sqlx::query("SELECT room_id FROM matrix_rooms WHERE group_key = $1").bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT room_id FROM matrix_rooms WHERE group_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| r.try_get(0)).transpose()
     }
 
@@ -194,12 +251,21 @@ impl Db {
     }
 
     pub async fn remove_member(&self, room_id: &str, local: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM matrix_room_members WHERE room_id = $1 AND local_handle = $2").bind(room_id).bind(local).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM matrix_room_members WHERE room_id = $1 AND local_handle = $2")
+            .bind(room_id)
+            .bind(local)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn members(&self, room_id: &str) -> DbResult<Vec<String>> {
-        let rows = sqlx::query("SELECT local_handle FROM matrix_room_members WHERE room_id = $1 ORDER BY local_handle").bind(room_id).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT local_handle FROM matrix_room_members WHERE room_id = $1 ORDER BY local_handle",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(|r| r.try_get(0)).collect()
     }
 
@@ -217,19 +283,41 @@ impl Db {
     }
 
     pub async fn outbox_all(&self) -> DbResult<Vec<(String, OutboxRow)>> {
-        let rows = sqlx::query("SELECT id, lane, job, attempts, created_at FROM matrix_outbox ORDER BY id").fetch_all(&self.pool).await?;
+        let rows = sqlx::query(
+            "SELECT id, lane, job, attempts, created_at FROM matrix_outbox ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
-            .map(|r| Ok((r.try_get(1)?, OutboxRow { id: r.try_get(0)?, job: r.try_get(2)?, attempts: r.try_get(3)?, created_at: r.try_get(4)? })))
+            .map(|r| {
+                Ok((
+                    r.try_get(1)?,
+                    OutboxRow {
+                        id: r.try_get(0)?,
+                        job: r.try_get(2)?,
+                        attempts: r.try_get(3)?,
+                        created_at: r.try_get(4)?,
+                    },
+                ))
+            })
             .collect()
     }
 
     pub async fn outbox_failed_attempt(&self, id: i64, attempts: i64, error: &str) -> DbResult<()> {
-        sqlx::query("UPDATE matrix_outbox SET attempts = $2, last_error = $3 WHERE id = $1").bind(id).bind(attempts).bind(error).execute(&self.pool).await?;
+        sqlx::query("UPDATE matrix_outbox SET attempts = $2, last_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(attempts)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn outbox_delete(&self, id: i64) -> DbResult<()> {
-        sqlx::query("DELETE FROM matrix_outbox WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM matrix_outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -292,12 +380,17 @@ impl Db {
     }
 
     pub async fn inbox_handles(&self) -> DbResult<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT local_handle FROM matrix_inbox").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT DISTINCT local_handle FROM matrix_inbox")
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(|r| r.try_get(0)).collect()
     }
 
     pub async fn inbox_delete(&self, id: i64) -> DbResult<()> {
-        sqlx::query("DELETE FROM matrix_inbox WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM matrix_inbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -331,8 +424,21 @@ impl Db {
     // ---- double puppets
 
     pub async fn puppet(&self, local: &str) -> DbResult<Option<(String, String)>> {
-        let row = sqlx::query("SELECT user_id, access_token FROM matrix_puppets WHERE local_handle = $1").bind(local).fetch_optional(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT user_id, access_token FROM matrix_puppets WHERE local_handle = $1")
+                .bind(local)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// The MSN user whose linked Matrix account `user_id` is.
+    pub async fn puppet_owner(&self, user_id: &str) -> DbResult<Option<String>> {
+        let row = sqlx::query("SELECT local_handle FROM matrix_puppets WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose()
     }
 
     pub async fn set_puppet(&self, local: &str, user_id: &str, token: &str) -> DbResult<()> {
@@ -350,6 +456,13 @@ impl Db {
     }
 
     pub async fn remove_puppet(&self, local: &str) -> DbResult<bool> {
-        Ok(sqlx::query("DELETE FROM matrix_puppets WHERE local_handle = $1").bind(local).execute(&self.pool).await?.rows_affected() > 0)
+        Ok(
+            sqlx::query("DELETE FROM matrix_puppets WHERE local_handle = $1")
+                .bind(local)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
     }
 }

@@ -9,19 +9,34 @@ use msnp::mime::ImFormat;
 
 /// Fonts MSN clients send by default: a message in one of them with no
 /// effects and no colour is sent to Matrix as plain text only.
-const DEFAULT_FONTS: &[&str] = &["arial", "ms sans serif", "microsoft sans serif", "segoe ui", "tahoma", "verdana", "calibri", "times new roman"];
+const DEFAULT_FONTS: &[&str] = &[
+    "arial",
+    "ms sans serif",
+    "microsoft sans serif",
+    "segoe ui",
+    "tahoma",
+    "verdana",
+    "calibri",
+    "times new roman",
+];
 
 /// Matrix `body` and optional HTML `formatted_body` for an MSN message.
 pub fn msn_to_matrix(text: &str, format: Option<&ImFormat>) -> (String, Option<String>) {
     let body = text.replace("\r\n", "\n").replace('\r', "\n");
     let Some(f) = format else { return (body, None) };
     let colored = f.color_rgb != (0, 0, 0);
-    let custom_font = !f.font.is_empty() && !DEFAULT_FONTS.contains(&f.font.to_ascii_lowercase().as_str());
+    let custom_font =
+        !f.font.is_empty() && !DEFAULT_FONTS.contains(&f.font.to_ascii_lowercase().as_str());
     if !(f.bold || f.italic || f.underline || f.strike || colored || custom_font) {
         return (body, None);
     }
     let mut html = escape_html(&body).replace('\n', "<br>");
-    for (on, tag) in [(f.strike, "del"), (f.underline, "u"), (f.italic, "em"), (f.bold, "strong")] {
+    for (on, tag) in [
+        (f.strike, "del"),
+        (f.underline, "u"),
+        (f.italic, "em"),
+        (f.bold, "strong"),
+    ] {
         if on {
             html = format!("<{tag}>{html}</{tag}>");
         }
@@ -31,7 +46,9 @@ pub fn msn_to_matrix(text: &str, format: Option<&ImFormat>) -> (String, Option<S
         if colored {
             let (r, g, b) = f.color_rgb;
             // `data-mx-color` is what the spec allows; `color` is what most clients read.
-            attrs.push_str(&format!(" data-mx-color=\"#{r:02x}{g:02x}{b:02x}\" color=\"#{r:02x}{g:02x}{b:02x}\""));
+            attrs.push_str(&format!(
+                " data-mx-color=\"#{r:02x}{g:02x}{b:02x}\" color=\"#{r:02x}{g:02x}{b:02x}\""
+            ));
         }
         if custom_font {
             // Not in the spec's allow-list: clients drop it, but it survives a round trip.
@@ -74,8 +91,16 @@ impl Style {
             italic: self.italic && other.italic,
             underline: self.underline && other.underline,
             strike: self.strike && other.strike,
-            color: if self.color == other.color { self.color } else { None },
-            face: if self.face == other.face { self.face.clone() } else { None },
+            color: if self.color == other.color {
+                self.color
+            } else {
+                None
+            },
+            face: if self.face == other.face {
+                self.face.clone()
+            } else {
+                None
+            },
         }
     }
 }
@@ -84,7 +109,10 @@ impl Style {
 /// `html`, the text comes from the HTML (reply fallbacks removed) and the
 /// format is the style shared by all of it; otherwise from `body`.
 pub fn matrix_to_msn(body: &str, html: Option<&str>) -> (String, ImFormat) {
-    let mut format = ImFormat { font: "Segoe UI".into(), ..ImFormat::default() };
+    let mut format = ImFormat {
+        font: "Segoe UI".into(),
+        ..ImFormat::default()
+    };
     let (text, style) = match html {
         Some(html) => {
             let (text, style) = parse_html(html);
@@ -102,7 +130,10 @@ pub fn matrix_to_msn(body: &str, html: Option<&str>) -> (String, ImFormat) {
     if let Some(face) = style.face {
         format.font = face;
     }
-    let text = text.trim_end_matches('\n').replace("\r\n", "\n").replace('\n', "\r\n");
+    let text = text
+        .trim_end_matches('\n')
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
     (text, format)
 }
 
@@ -136,7 +167,9 @@ fn parse_tag(inner: &str) -> (String, bool, Vec<(String, String)>) {
         None => (false, inner),
     };
     let inner = inner.trim_end_matches('/');
-    let name_end = inner.find(|c: char| c.is_whitespace()).unwrap_or(inner.len());
+    let name_end = inner
+        .find(|c: char| c.is_whitespace())
+        .unwrap_or(inner.len());
     let name = inner[..name_end].to_ascii_lowercase();
     let mut attrs = Vec::new();
     let mut rest = &inner[name_end..];
@@ -145,7 +178,9 @@ fn parse_tag(inner: &str) -> (String, bool, Vec<(String, String)>) {
         if rest.is_empty() {
             break;
         }
-        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(rest.len());
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
         let key = rest[..key_end].to_ascii_lowercase();
         rest = rest[key_end..].trim_start();
         let value = if let Some(after) = rest.strip_prefix('=') {
@@ -221,7 +256,24 @@ fn decode_entities(s: &str) -> String {
     out
 }
 
-const BLOCK_TAGS: &[&str] = &["p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "ul", "ol", "tr", "table", "hr"];
+const BLOCK_TAGS: &[&str] = &[
+    "p",
+    "div",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "tr",
+    "table",
+    "hr",
+];
 
 /// Text and shared style of an HTML fragment (Matrix's tag subset; anything
 /// else is read as text with its tags ignored).
@@ -247,7 +299,11 @@ fn parse_html(html: &str) -> (String, Option<Style>) {
             let (name, closing, attrs) = parse_tag(&after[..end]);
             rest = &after[end + 1..];
             if name == "mx-reply" {
-                skip_depth = if closing { skip_depth.saturating_sub(1) } else { skip_depth + 1 };
+                skip_depth = if closing {
+                    skip_depth.saturating_sub(1)
+                } else {
+                    skip_depth + 1
+                };
                 continue;
             }
             if skip_depth > 0 {
@@ -325,7 +381,11 @@ pub fn split_for_msn(text: &str, max: usize) -> Vec<String> {
             cut -= 1;
         }
         let window = &rest[..cut];
-        let at = window.rfind("\r\n").filter(|&i| i > 0).or_else(|| window.rfind(' ').filter(|&i| i > 0)).unwrap_or(cut);
+        let at = window
+            .rfind("\r\n")
+            .filter(|&i| i > 0)
+            .or_else(|| window.rfind(' ').filter(|&i| i > 0))
+            .unwrap_or(cut);
         out.push(rest[..at].to_string());
         rest = rest[at..].trim_start_matches("\r\n");
         if let Some(r) = rest.strip_prefix(' ') {
@@ -345,13 +405,26 @@ mod tests {
     #[test]
     fn msn_format_becomes_html() {
         let plain = ImFormat::default();
-        assert_eq!(msn_to_matrix("hi\r\nthere", Some(&plain)), ("hi\nthere".into(), None));
-        let f = ImFormat { font: "Comic Sans MS".into(), bold: true, italic: true, underline: true, strike: true, color_rgb: (255, 0, 0), ..ImFormat::default() };
+        assert_eq!(
+            msn_to_matrix("hi\r\nthere", Some(&plain)),
+            ("hi\nthere".into(), None)
+        );
+        let f = ImFormat {
+            font: "Comic Sans MS".into(),
+            bold: true,
+            italic: true,
+            underline: true,
+            strike: true,
+            color_rgb: (255, 0, 0),
+            ..ImFormat::default()
+        };
         let (body, html) = msn_to_matrix("a<b & ✓\r\nx", Some(&f));
         assert_eq!(body, "a<b & ✓\nx");
         assert_eq!(
             html.as_deref(),
-            Some("<font data-mx-color=\"#ff0000\" color=\"#ff0000\" face=\"Comic Sans MS\"><strong><em><u><del>a&lt;b &amp; ✓<br>x</del></u></em></strong></font>")
+            Some(
+                "<font data-mx-color=\"#ff0000\" color=\"#ff0000\" face=\"Comic Sans MS\"><strong><em><u><del>a&lt;b &amp; ✓<br>x</del></u></em></strong></font>"
+            )
         );
     }
 
@@ -360,24 +433,57 @@ mod tests {
         let (text, f) = matrix_to_msn("ignored", Some("<strong>bold <em>and</em> more</strong>"));
         assert_eq!(text, "bold and more");
         assert!(f.bold && !f.italic);
-        let (text, f) = matrix_to_msn("x", Some("<font color=\"#00ff00\"><u>line1<br/>line2 &amp; &#x2713;</u></font>"));
+        let (text, f) = matrix_to_msn(
+            "x",
+            Some("<font color=\"#00ff00\"><u>line1<br/>line2 &amp; &#x2713;</u></font>"),
+        );
         assert_eq!(text, "line1\r\nline2 & ✓");
         assert!(f.underline);
         assert_eq!(f.color_rgb, (0, 255, 0));
         assert!(f.to_header().contains("CO=ff00"));
-        let (text, f) = matrix_to_msn("x", Some("<mx-reply><blockquote>old</blockquote></mx-reply>new <span data-mx-color=\"#0000ff\">blue</span>"));
+        let (text, f) = matrix_to_msn(
+            "x",
+            Some(
+                "<mx-reply><blockquote>old</blockquote></mx-reply>new <span data-mx-color=\"#0000ff\">blue</span>",
+            ),
+        );
         assert_eq!(text, "new blue");
-        assert_eq!(f.color_rgb, (0, 0, 0), "colour covers only part of the text");
+        assert_eq!(
+            f.color_rgb,
+            (0, 0, 0),
+            "colour covers only part of the text"
+        );
         let (text, f) = matrix_to_msn("> <@a:b> old\n\nnew\nline", None);
         assert_eq!(text, "new\r\nline");
         assert!(!f.bold);
         // Round trip of every MSN effect through HTML.
-        let src = ImFormat { font: "Comic Sans MS".into(), bold: true, italic: true, underline: true, strike: true, color_rgb: (1, 2, 3), ..ImFormat::default() };
+        let src = ImFormat {
+            font: "Comic Sans MS".into(),
+            bold: true,
+            italic: true,
+            underline: true,
+            strike: true,
+            color_rgb: (1, 2, 3),
+            ..ImFormat::default()
+        };
         let (body, html) = msn_to_matrix("round ✓ trip", Some(&src));
         let (text, back) = matrix_to_msn(&body, html.as_deref());
         assert_eq!(text, "round ✓ trip");
-        assert_eq!((back.bold, back.italic, back.underline, back.strike, back.color_rgb, back.font.as_str()), (true, true, true, true, (1, 2, 3), "Comic Sans MS"));
-        let (text, _) = matrix_to_msn("x", Some("<p>one</p><p>two &lt;3 <a href=\"https://x\">link</a></p>"));
+        assert_eq!(
+            (
+                back.bold,
+                back.italic,
+                back.underline,
+                back.strike,
+                back.color_rgb,
+                back.font.as_str()
+            ),
+            (true, true, true, true, (1, 2, 3), "Comic Sans MS")
+        );
+        let (text, _) = matrix_to_msn(
+            "x",
+            Some("<p>one</p><p>two &lt;3 <a href=\"https://x\">link</a></p>"),
+        );
         assert_eq!(text, "one\r\ntwo <3 link");
     }
 

@@ -50,7 +50,10 @@ fn unescape(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'=' {
             let hex = s.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return None;
             }
             out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -84,9 +87,17 @@ fn valid_server_name(server: &str) -> bool {
         _ => server,
     };
     if let Some(inner) = host.strip_prefix('[') {
-        return inner.strip_suffix(']').is_some_and(|v6| !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'));
+        return inner.strip_suffix(']').is_some_and(|v6| {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        });
     }
-    !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// Splits `@local:server` (validated).
@@ -122,7 +133,9 @@ pub fn user_id_of_contact(handle: &str) -> Option<String> {
     let raw = unescape(local)?;
     let user_id = format!("@{raw}");
     // Only the canonical spelling maps back, so each Matrix user has one handle.
-    (split_user_id(&user_id).is_some() && contact_handle(&user_id).as_deref() == Some(lower.as_str())).then_some(user_id)
+    (split_user_id(&user_id).is_some()
+        && contact_handle(&user_id).as_deref() == Some(lower.as_str()))
+    .then_some(user_id)
 }
 
 /// Ghost naming from the configuration.
@@ -136,7 +149,10 @@ pub struct Ghosts {
 
 impl Ghosts {
     pub fn new(config: &MatrixConfig, bot_localpart: &str) -> Ghosts {
-        let (prefix, suffix) = config.ghost_localpart_template.split_once("{handle}").unwrap_or(("_msn_", ""));
+        let (prefix, suffix) = config
+            .ghost_localpart_template
+            .split_once("{handle}")
+            .unwrap_or(("_msn_", ""));
         Ghosts {
             prefix: prefix.to_string(),
             suffix: suffix.to_string(),
@@ -149,7 +165,10 @@ impl Ghosts {
     /// with every byte a Matrix localpart cannot hold (`@` first of all)
     /// written `=xx`: `alice@example.com` → `_msn_alice=40example.com`.
     pub fn localpart(&self, handle: &str) -> String {
-        let escaped = escape(&handle.to_ascii_lowercase(), |b, _, _| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'));
+        let escaped = escape(
+            &handle.to_ascii_lowercase(),
+            |b, _, _| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'),
+        );
         format!("{}{escaped}{}", self.prefix, self.suffix)
     }
 
@@ -167,7 +186,9 @@ impl Ghosts {
         if server != self.server_name {
             return None;
         }
-        let escaped = local.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        let escaped = local
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
         let handle = crate::core::handle::normalize(&unescape(escaped)?)?;
         (self.localpart(&handle) == local).then_some(handle)
     }
@@ -200,33 +221,82 @@ mod tests {
         for (id, handle) in [
             ("@bob:example.org", "bob=3aexample.org@matrix.msngate"),
             ("@a.b_c-d:matrix.org", "a.b_c-d=3amatrix.org@matrix.msngate"),
-            ("@x=y/z+w:hs.test:8448", "x=3dy=2fz=2bw=3ahs.test=3a8448@matrix.msngate"),
+            (
+                "@x=y/z+w:hs.test:8448",
+                "x=3dy=2fz=2bw=3ahs.test=3a8448@matrix.msngate",
+            ),
             ("@.dot..:s.org", "=2edot.=2e=3as.org@matrix.msngate"),
-            ("@bob:[::1]:8008", "bob=3a=5b=3a=3a1=5d=3a8008@matrix.msngate"),
-            ("@bob:Example.ORG", "bob=3a=45xample.=4f=52=47@matrix.msngate"),
+            (
+                "@bob:[::1]:8008",
+                "bob=3a=5b=3a=3a1=5d=3a8008@matrix.msngate",
+            ),
+            (
+                "@bob:Example.ORG",
+                "bob=3a=45xample.=4f=52=47@matrix.msngate",
+            ),
         ] {
             let got = contact_handle(id).unwrap();
             assert_eq!(got, handle, "{id}");
-            assert_eq!(crate::core::handle::normalize(&got).as_deref(), Some(handle), "a valid MSN handle");
-            assert!(got.bytes().all(|b| b.is_ascii_alphanumeric() || b"=.-_@".contains(&b)));
+            assert_eq!(
+                crate::core::handle::normalize(&got).as_deref(),
+                Some(handle),
+                "a valid MSN handle"
+            );
+            assert!(
+                got.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=.-_@".contains(&b))
+            );
             assert_eq!(user_id_of_contact(&got).as_deref(), Some(id));
-            assert_eq!(user_id_of_contact(&got.to_ascii_uppercase()).as_deref(), Some(id), "case-insensitive like MSN handles");
+            assert_eq!(
+                user_id_of_contact(&got.to_ascii_uppercase()).as_deref(),
+                Some(id),
+                "case-insensitive like MSN handles"
+            );
         }
-        for bad in ["bob", "@bob", "@:x.org", "@Bob:x.org", "@bob:", "@b b:x.org", "@bob:x.org:port"] {
+        for bad in [
+            "bob",
+            "@bob",
+            "@:x.org",
+            "@Bob:x.org",
+            "@bob:",
+            "@b b:x.org",
+            "@bob:x.org:port",
+        ] {
             assert_eq!(contact_handle(bad), None, "{bad}");
         }
-        for bad in ["bob@example.org", "bob=3aexample.org@matrix.msngate.com", "bob=3Aexample.org@x.matrix.msngate", "bob=zz@matrix.msngate", "bob@matrix.msngate", "=62ob=3aexample.org@matrix.msngate"] {
+        for bad in [
+            "bob@example.org",
+            "bob=3aexample.org@matrix.msngate.com",
+            "bob=3Aexample.org@x.matrix.msngate",
+            "bob=zz@matrix.msngate",
+            "bob@matrix.msngate",
+            "=62ob=3aexample.org@matrix.msngate",
+        ] {
             assert_eq!(user_id_of_contact(bad), None, "{bad}");
         }
-        assert_eq!(contact_handle(&format!("@{}:example.org", "a".repeat(120))), None, "too long for MSN");
+        assert_eq!(
+            contact_handle(&format!("@{}:example.org", "a".repeat(120))),
+            None,
+            "too long for MSN"
+        );
     }
 
     #[test]
     fn ghost_ids_follow_the_template() {
         let g = ghosts();
-        assert_eq!(g.user_id("alice@example.com"), "@_msn_alice=40example.com:example.org");
-        assert_eq!(g.user_id("o'brien+x@mail.example.com"), "@_msn_o=27brien=2bx=40mail.example.com:example.org");
-        assert_eq!(g.handle_of("@_msn_alice=40example.com:example.org").as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            g.user_id("alice@example.com"),
+            "@_msn_alice=40example.com:example.org"
+        );
+        assert_eq!(
+            g.user_id("o'brien+x@mail.example.com"),
+            "@_msn_o=27brien=2bx=40mail.example.com:example.org"
+        );
+        assert_eq!(
+            g.handle_of("@_msn_alice=40example.com:example.org")
+                .as_deref(),
+            Some("alice@example.com")
+        );
         assert_eq!(g.handle_of("@_msn_alice=40example.com:other.org"), None);
         assert_eq!(g.handle_of("@_msn_bot:example.org"), None);
         assert_eq!(g.handle_of("@bob:example.org"), None);

@@ -122,11 +122,23 @@ impl MatrixBridge {
     }
 
     /// Graceful shutdown: waits up to `within` for the outgoing queue to
-    /// drain. What is left stays in the database for the next start.
-    pub async fn flush(&self, within: Duration) {
-        if !self.inner.queue.flush(within).await {
-            tracing::warn!(waiting = self.inner.queue.len(), "Matrix requests still queued at shutdown; they are kept and sent at the next start");
+    /// drain; true when it did. What is left stays in the database and is
+    /// sent at the next start.
+    pub async fn flush(&self, within: Duration) -> bool {
+        // First what MSN clients sent (and were told was accepted) must reach the queue.
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.inner.chats.settled() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let drained = self.inner.queue.flush(left).await;
+        if !drained {
+            tracing::warn!(
+                waiting = self.inner.queue.len(),
+                "Matrix requests still queued at shutdown; they are kept and sent at the next start"
+            );
+        }
+        drained
     }
 
     /// Waits for the appservice listener to stop (after the shutdown signal).
@@ -137,17 +149,27 @@ impl MatrixBridge {
 
 /// What the homeserver, the registration and the appservice URL look like
 /// from here: `Err` is a sentence for the operator.
-pub async fn self_check(hs: &Homeserver, reg: &Registration, registration_path: &std::path::Path, bot: &str) -> Result<(), String> {
+pub async fn self_check(
+    hs: &Homeserver,
+    reg: &Registration,
+    registration_path: &std::path::Path,
+    bot: &str,
+) -> Result<(), String> {
     let base = hs.base_url();
     if let Err(e) = hs.discover_versions().await {
         return Err(match e {
             ApiError::Transport(reason) => format!(
                 "cannot reach the Matrix homeserver at {base} ({reason}); check matrix.homeserver_url and that the homeserver is running"
             ),
-            other => format!("{base} does not answer like a Matrix homeserver ({other}); check matrix.homeserver_url"),
+            other => format!(
+                "{base} does not answer like a Matrix homeserver ({other}); check matrix.homeserver_url"
+            ),
         });
     }
-    match hs.send(account::whoami::v3::Request::new(), Actor::Bot).await {
+    match hs
+        .send(account::whoami::v3::Request::new(), Actor::Bot)
+        .await
+    {
         Ok(me) if me.user_id.as_str() == bot => {}
         Ok(me) => {
             return Err(format!(
@@ -155,19 +177,32 @@ pub async fn self_check(hs: &Homeserver, reg: &Registration, registration_path: 
                 me.user_id
             ));
         }
-        Err(ApiError::Status { errcode, .. }) if errcode == "M_UNKNOWN_TOKEN" || errcode == "M_MISSING_TOKEN" || errcode == "M_FORBIDDEN" => {
+        Err(ApiError::Status { errcode, .. })
+            if errcode == "M_UNKNOWN_TOKEN"
+                || errcode == "M_MISSING_TOKEN"
+                || errcode == "M_FORBIDDEN" =>
+        {
             return Err(format!(
                 "the homeserver at {base} rejected the appservice token: it has not loaded the registration {} (add it to app_service_config_files and restart the homeserver), or the file changed since it was loaded",
                 registration_path.display()
             ));
         }
-        Err(e) => return Err(format!("the homeserver at {base} refused the appservice: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "the homeserver at {base} refused the appservice: {e}"
+            ));
+        }
     }
     let ping = cs_appservice::request_ping::v1::Request::new(reg.id.clone());
     match hs.send(ping, Actor::Bot).await {
         Ok(_) => Ok(()),
-        Err(ApiError::Status { errcode, message, .. }) => Err(match errcode.as_str() {
-            "M_URL_NOT_SET" => format!("the registration {} has no url: run `msngate matrix registration` again and restart the homeserver", registration_path.display()),
+        Err(ApiError::Status {
+            errcode, message, ..
+        }) => Err(match errcode.as_str() {
+            "M_URL_NOT_SET" => format!(
+                "the registration {} has no url: run `msngate matrix registration` again and restart the homeserver",
+                registration_path.display()
+            ),
             "M_CONNECTION_FAILED" | "M_CONNECTION_TIMEOUT" => format!(
                 "the homeserver cannot reach the appservice at {} ({message}); check matrix.listen and matrix.appservice_url, then run `msngate matrix registration` and restart the homeserver",
                 reg.url
@@ -180,14 +215,65 @@ pub async fn self_check(hs: &Homeserver, reg: &Registration, registration_path: 
             "M_UNRECOGNIZED" | "M_NOT_FOUND" => return Ok(()),
             _ => format!("the homeserver's ping of the appservice failed: {errcode} {message}"),
         }),
-        Err(e) => Err(format!("the homeserver's ping of the appservice failed: {e}")),
+        Err(e) => Err(format!(
+            "the homeserver's ping of the appservice failed: {e}"
+        )),
     }
+}
+
+/// Double puppeting: links MSN user `local` to their own Matrix account,
+/// given an access token of it, so their messages come from their real
+/// Matrix ID. Checks the token with the homeserver; returns the Matrix ID.
+/// Works with or without a running bridge (for a CLI command).
+pub async fn link_double_puppet(
+    config: &MatrixConfig,
+    store: &crate::store::Store,
+    local: &str,
+    access_token: &str,
+) -> anyhow::Result<String> {
+    let reg = registration::load(&config.registration)?;
+    let ids = ids::Ghosts::new(config, &reg.sender_localpart);
+    let local = crate::core::handle::normalize(local)
+        .ok_or_else(|| anyhow::anyhow!("{local} is not an MSN handle"))?;
+    let db = db::Db::open(store.pool().clone()).await?;
+    if db.account_name(&local).await?.is_none() {
+        anyhow::bail!("no MSN account {local}");
+    }
+    let hs = Homeserver::new(&config.homeserver_url, &reg.as_token)?;
+    let me = hs
+        .send(
+            account::whoami::v3::Request::new(),
+            Actor::Token(access_token),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the homeserver did not accept the token: {e}"))?;
+    let user_id = me.user_id.to_string();
+    if ids.is_ours(&user_id) {
+        anyhow::bail!("{user_id} belongs to the bridge, not to a person");
+    }
+    db.set_puppet(&local, &user_id, access_token).await?;
+    tracing::info!(%local, %user_id, "double puppet linked");
+    Ok(user_id)
+}
+
+/// Undoes [`link_double_puppet`]; true if there was a link.
+pub async fn unlink_double_puppet(
+    store: &crate::store::Store,
+    local: &str,
+) -> anyhow::Result<bool> {
+    let db = db::Db::open(store.pool().clone()).await?;
+    Ok(db.remove_puppet(&local.to_ascii_lowercase()).await?)
 }
 
 /// Starts the bridge: reads the registration, opens the appservice
 /// listener, registers with the hub, checks the homeserver (in the
 /// background if it is not reachable yet) and starts the ghosts.
-pub async fn start(config: &MatrixConfig, hub: Arc<Hub>, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) -> anyhow::Result<MatrixBridge> {
+pub async fn start(
+    config: &MatrixConfig,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<MatrixBridge> {
     let reg = registration::load(&config.registration)
         .with_context(|| "the Matrix bridge needs its registration: run `msngate matrix registration` and load the file into the homeserver")?;
     if reg.sender_localpart != config.bot_localpart {
@@ -195,10 +281,17 @@ pub async fn start(config: &MatrixConfig, hub: Arc<Hub>, metrics: Arc<Metrics>, 
     }
     let ids = ids::Ghosts::new(config, &reg.sender_localpart);
     let hs = Homeserver::new(&config.homeserver_url, &reg.as_token)?;
-    let db = db::Db::open(hub.store().pool().clone()).await.context("cannot read the Matrix bridge tables")?;
+    let db = db::Db::open(hub.store().pool().clone())
+        .await
+        .context("cannot read the Matrix bridge tables")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen for the homeserver on {} (matrix.listen)", config.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen for the homeserver on {} (matrix.listen)",
+                config.listen
+            )
+        })?;
     let (deliver_tx, deliver_rx) = mpsc::unbounded_channel();
     let inner = Arc::new(Inner {
         hub: Arc::downgrade(&hub),
@@ -228,13 +321,24 @@ pub async fn start(config: &MatrixConfig, hub: Arc<Hub>, metrics: Arc<Metrics>, 
     hub.register_network(Arc::new(MatrixNetwork(inner.clone())));
     let queued = inner.load_queue().await?;
     if queued > 0 {
-        tracing::info!(queued, "resuming Matrix requests queued before the last stop");
+        tracing::info!(
+            queued,
+            "resuming Matrix requests queued before the last stop"
+        );
     }
 
     let bot = inner.ids.bot_user_id();
-    let first = tokio::time::timeout(Duration::from_secs(10), self_check(&inner.hs, &inner.reg, &inner.registration_path, &bot))
-        .await
-        .unwrap_or_else(|_| Err(format!("the Matrix homeserver at {} did not answer within 10 s", inner.hs.base_url())));
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        self_check(&inner.hs, &inner.reg, &inner.registration_path, &bot),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "the Matrix homeserver at {} did not answer within 10 s",
+            inner.hs.base_url()
+        ))
+    });
     inner.record_check(first);
 
     tokio::spawn(inner.clone().check_loop(shutdown.clone()));
@@ -279,7 +383,11 @@ impl Inner {
     async fn check_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let bot = self.ids.bot_user_id();
         loop {
-            let wait = if self.ready.load(Ordering::Relaxed) { Duration::from_secs(300) } else { Duration::from_secs(5) };
+            let wait = if self.ready.load(Ordering::Relaxed) {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(5)
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -300,7 +408,8 @@ impl Inner {
     /// Registers `local`'s ghost if it is not yet (idempotent: "user in use"
     /// is success) and returns its user ID.
     async fn ensure_ghost(self: &Arc<Self>, local: &str) -> Result<OwnedUserId, ApiError> {
-        let user_id = OwnedUserId::try_from(self.ids.user_id(local)).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let user_id = OwnedUserId::try_from(self.ids.user_id(local))
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
         if self.ghost_names.lock().contains_key(local) {
             return Ok(user_id);
         }
@@ -317,17 +426,28 @@ impl Inner {
             Err(ApiError::Status { errcode, .. }) if errcode == "M_USER_IN_USE" => {}
             Err(e) => return Err(e),
         }
-        self.db.save_ghost(local, user_id.as_str(), None).await.map_err(|e| ApiError::Transport(format!("database: {e}")))?;
+        self.db
+            .save_ghost(local, user_id.as_str(), None)
+            .await
+            .map_err(|e| ApiError::Transport(format!("database: {e}")))?;
         self.ghost_names.lock().insert(local.to_string(), None);
         Ok(user_id)
     }
 
     async fn set_ghost_name(self: &Arc<Self>, local: &str, name: &str) -> Result<(), ApiError> {
         let ghost = self.ensure_ghost(local).await?;
-        let request = profile::set_profile_field::v3::Request::new(ghost.clone(), ruma::profile::ProfileFieldValue::DisplayName(name.to_string()));
+        let request = profile::set_profile_field::v3::Request::new(
+            ghost.clone(),
+            ruma::profile::ProfileFieldValue::DisplayName(name.to_string()),
+        );
         self.hs.send(request, Actor::Ghost(&ghost)).await?;
-        self.db.save_ghost(local, ghost.as_str(), Some(name)).await.map_err(|e| ApiError::Transport(format!("database: {e}")))?;
-        self.ghost_names.lock().insert(local.to_string(), Some(name.to_string()));
+        self.db
+            .save_ghost(local, ghost.as_str(), Some(name))
+            .await
+            .map_err(|e| ApiError::Transport(format!("database: {e}")))?;
+        self.ghost_names
+            .lock()
+            .insert(local.to_string(), Some(name.to_string()));
         Ok(())
     }
 
@@ -379,12 +499,20 @@ impl Inner {
         };
         let state = match p.status {
             Status::Online => PresenceState::Online,
-            Status::Busy | Status::OnThePhone | Status::Away | Status::BeRightBack | Status::Idle | Status::OutToLunch => PresenceState::Unavailable,
+            Status::Busy
+            | Status::OnThePhone
+            | Status::Away
+            | Status::BeRightBack
+            | Status::Idle
+            | Status::OutToLunch => PresenceState::Unavailable,
             Status::Hidden | Status::Offline => PresenceState::Offline,
         };
         if state == PresenceState::Offline {
             // Hidden must look exactly like signed out.
-            return GhostPresence { state, status_msg: None };
+            return GhostPresence {
+                state,
+                status_msg: None,
+            };
         }
         let psm = p.personal_message.trim();
         let status_msg = match (label, psm.is_empty()) {
@@ -420,9 +548,14 @@ impl Inner {
         }
     }
 
-    async fn send_ghost_presence(self: &Arc<Self>, local: &str, p: &GhostPresence) -> Result<(), ApiError> {
+    async fn send_ghost_presence(
+        self: &Arc<Self>,
+        local: &str,
+        p: &GhostPresence,
+    ) -> Result<(), ApiError> {
         let ghost = self.ensure_ghost(local).await?;
-        let mut request = cs_presence::set_presence::v3::Request::new(ghost.clone(), p.state.clone());
+        let mut request =
+            cs_presence::set_presence::v3::Request::new(ghost.clone(), p.state.clone());
         request.status_msg = p.status_msg.clone();
         self.hs.send(request, Actor::Ghost(&ghost)).await?;
         Ok(())
@@ -483,7 +616,14 @@ impl Inner {
             Some(PresenceState::Unavailable) => Status::Away,
             _ => Status::Offline,
         };
-        let name = user.display_name.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| ids::split_user_id(user_id).map(|(l, _)| l.to_string()).unwrap_or_default());
+        let name = user
+            .display_name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| {
+                ids::split_user_id(user_id)
+                    .map(|(l, _)| l.to_string())
+                    .unwrap_or_default()
+            });
         Arc::new(Presence {
             handle: handle.into(),
             status,
@@ -496,7 +636,9 @@ impl Inner {
 
     /// Tells the hub (and so the MSN users watching) about a Matrix user.
     fn publish_contact(&self, user_id: &str) {
-        let (Some(hub), Some(handle)) = (self.hub(), ids::contact_handle(user_id)) else { return };
+        let (Some(hub), Some(handle)) = (self.hub(), ids::contact_handle(user_id)) else {
+            return;
+        };
         hub.remote_presence(self.contact_presence(user_id, &handle));
     }
 
@@ -506,7 +648,11 @@ impl Inner {
             .get(user_id)
             .and_then(|u| u.display_name.clone())
             .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| ids::split_user_id(user_id).map(|(l, _)| l.to_string()).unwrap_or_else(|| user_id.to_string()))
+            .unwrap_or_else(|| {
+                ids::split_user_id(user_id)
+                    .map(|(l, _)| l.to_string())
+                    .unwrap_or_else(|| user_id.to_string())
+            })
     }
 
     fn note_display_name(&self, user_id: &str, name: Option<&str>) -> bool {
@@ -531,8 +677,13 @@ impl Inner {
     /// A Matrix user's display name from their profile: `Ok(None)` no name
     /// set, `Err(true)` no such user, `Err(false)` cannot tell now.
     async fn fetch_profile(&self, user_id: &str) -> Result<Option<String>, bool> {
-        let Ok(uid) = OwnedUserId::try_from(user_id) else { return Err(true) };
-        let request = profile::get_profile_field::v3::Request::new(uid, ruma::profile::ProfileFieldName::DisplayName);
+        let Ok(uid) = OwnedUserId::try_from(user_id) else {
+            return Err(true);
+        };
+        let request = profile::get_profile_field::v3::Request::new(
+            uid,
+            ruma::profile::ProfileFieldName::DisplayName,
+        );
         match self.hs.send(request, Actor::Bot).await {
             Ok(response) => {
                 let name = match response.value {
@@ -542,11 +693,21 @@ impl Inner {
                 self.note_display_name(user_id, name.as_deref());
                 Ok(name)
             }
-            Err(ApiError::Status { status: 404, errcode, .. }) if errcode == "M_NOT_FOUND" => {
+            Err(ApiError::Status {
+                status: 404,
+                errcode,
+                ..
+            }) if errcode == "M_NOT_FOUND" => {
                 // A user without a display name also answers 404 on some homeservers;
                 // the whole profile tells the two apart.
-                let Ok(uid) = OwnedUserId::try_from(user_id) else { return Err(true) };
-                match self.hs.send(profile::get_profile::v3::Request::new(uid), Actor::Bot).await {
+                let Ok(uid) = OwnedUserId::try_from(user_id) else {
+                    return Err(true);
+                };
+                match self
+                    .hs
+                    .send(profile::get_profile::v3::Request::new(uid), Actor::Bot)
+                    .await
+                {
                     Ok(_) => Ok(None),
                     Err(ApiError::Status { status: 404, .. }) => Err(true),
                     Err(_) => Err(false),
@@ -559,10 +720,16 @@ impl Inner {
     /// A Matrix user's presence, asked as a ghost that shares a room with
     /// them (Synapse shows presence only to users sharing a room).
     async fn fetch_presence(&self, user_id: &str, as_local: Option<&str>) {
-        let Ok(uid) = OwnedUserId::try_from(user_id) else { return };
+        let Ok(uid) = OwnedUserId::try_from(user_id) else {
+            return;
+        };
         let ghost = as_local.and_then(|l| OwnedUserId::try_from(self.ids.user_id(l)).ok());
         let actor = ghost.as_deref().map(Actor::Ghost).unwrap_or(Actor::Bot);
-        match self.hs.send(cs_presence::get_presence::v3::Request::new(uid), actor).await {
+        match self
+            .hs
+            .send(cs_presence::get_presence::v3::Request::new(uid), actor)
+            .await
+        {
             Ok(p) => self.note_presence(user_id, p.presence, p.status_msg),
             Err(e) => tracing::debug!(user = %user_id, error = %e, "presence not available yet"),
         }
@@ -570,12 +737,24 @@ impl Inner {
 
     /// At start: the name and presence of every Matrix user on someone's list.
     async fn load_contacts(self: Arc<Self>) {
-        let Ok(handles) = self.db.watched_contacts(&format!("@{}", ids::CONTACT_DOMAIN)).await else { return };
+        let Ok(handles) = self
+            .db
+            .watched_contacts(&format!("@{}", ids::CONTACT_DOMAIN))
+            .await
+        else {
+            return;
+        };
         for handle in handles {
-            let Some(user_id) = ids::user_id_of_contact(&handle) else { continue };
+            let Some(user_id) = ids::user_id_of_contact(&handle) else {
+                continue;
+            };
             let _ = self.fetch_profile(&user_id).await;
             let watcher = match self.hub() {
-                Some(hub) => hub.watchers_of(&handle).await.ok().and_then(|w| w.into_iter().next()),
+                Some(hub) => hub
+                    .watchers_of(&handle)
+                    .await
+                    .ok()
+                    .and_then(|w| w.into_iter().next()),
                 None => None,
             };
             self.fetch_presence(&user_id, watcher.as_deref()).await;
@@ -590,7 +769,11 @@ impl Inner {
         let _ = self.deliver_tx.send(local.to_string());
     }
 
-    async fn delivery_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>, mut shutdown: watch::Receiver<bool>) {
+    async fn delivery_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<String>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             let local = tokio::select! {
                 l = rx.recv() => match l { Some(l) => l, None => return },
@@ -621,12 +804,19 @@ impl Inner {
                 && let Some(hub) = self.hub()
             {
                 for h in handles {
-                    if hub.session(&h).is_some_and(|s| s.presence().status.is_visible()) {
+                    if hub
+                        .session(&h)
+                        .is_some_and(|s| s.presence().status.is_visible())
+                    {
                         self.request_delivery(&h);
                     }
                 }
             }
-            match self.db.inbox_take_expired(INBOX_MAX_AGE.as_millis() as i64).await {
+            match self
+                .db
+                .inbox_take_expired(INBOX_MAX_AGE.as_millis() as i64)
+                .await
+            {
                 Ok(rows) => {
                     for row in rows {
                         crate::metrics::Metrics::inc(&self.metrics.bridge_delivery_failures);
@@ -636,13 +826,18 @@ impl Inner {
                                 row.local_handle,
                                 INBOX_MAX_AGE.as_secs() / 86_400
                             );
-                            self.notice_to_room(&row.room_id, &row.local_handle, &text).await;
+                            self.notice_to_room(&row.room_id, &row.local_handle, &text)
+                                .await;
                         }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot expire old Matrix deliveries"),
             }
-            if let Err(e) = self.db.prune_processed(PROCESSED_MAX_AGE.as_millis() as i64).await {
+            if let Err(e) = self
+                .db
+                .prune_processed(PROCESSED_MAX_AGE.as_millis() as i64)
+                .await
+            {
                 tracing::debug!(error = %e, "cannot prune processed Matrix events");
             }
         }
@@ -651,7 +846,9 @@ impl Inner {
     /// An `m.notice` from `local`'s ghost into `room`, for Matrix senders.
     async fn notice_to_room(self: &Arc<Self>, room: &str, local: &str, text: &str) {
         self.enqueue(queue::Job::Send {
-            target: queue::Target::Room { room: room.to_string() },
+            target: queue::Target::Room {
+                room: room.to_string(),
+            },
             from: local.to_string(),
             content: serde_json::json!({"msgtype": "m.notice", "body": text}),
             origin: None,
@@ -669,7 +866,9 @@ impl Network for MatrixNetwork {
     }
 
     fn owns(&self, handle: &str) -> bool {
-        handle.to_ascii_lowercase().ends_with(&format!("@{}", ids::CONTACT_DOMAIN))
+        handle
+            .to_ascii_lowercase()
+            .ends_with(&format!("@{}", ids::CONTACT_DOMAIN))
     }
 
     fn resolve<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Option<Arc<Presence>>> {
@@ -680,10 +879,15 @@ impl Network for MatrixNetwork {
             }
             match self.0.fetch_profile(&user_id).await {
                 Err(true) => return None,
-                Err(false) => tracing::info!(%user_id, "homeserver unavailable; accepting the contact unchecked"),
+                Err(false) => {
+                    tracing::info!(%user_id, "homeserver unavailable; accepting the contact unchecked")
+                }
                 Ok(_) => {}
             }
-            Some(self.0.contact_presence(&user_id, &handle.to_ascii_lowercase()))
+            Some(
+                self.0
+                    .contact_presence(&user_id, &handle.to_ascii_lowercase()),
+            )
         })
     }
 
@@ -691,19 +895,31 @@ impl Network for MatrixNetwork {
         if !watching {
             return; // the direct chat stays: the Matrix user may still write
         }
-        let Some(user_id) = ids::user_id_of_contact(remote) else { return };
+        let Some(user_id) = ids::user_id_of_contact(remote) else {
+            return;
+        };
         let inner = self.0.clone();
         let local = local.to_string();
         tokio::spawn(async move {
             // The direct chat is the "friend request" on Matrix, and sharing a
             // room is what lets the bridge see the user's presence.
-            inner.enqueue(queue::Job::EnsureDm { local: local.clone(), remote: user_id.clone() }).await;
+            inner
+                .enqueue(queue::Job::EnsureDm {
+                    local: local.clone(),
+                    remote: user_id.clone(),
+                })
+                .await;
             inner.fetch_presence(&user_id, Some(&local)).await;
             inner.publish_contact(&user_id);
         });
     }
 
-    fn invite<'a>(&'a self, conversation: Arc<Conversation>, inviter: Arc<ParticipantInfo>, remote: &'a str) -> BoxFuture<'a, Result<(), Unreachable>> {
+    fn invite<'a>(
+        &'a self,
+        conversation: Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), Unreachable>> {
         Box::pin(async move { self.0.invite_remote(conversation, inviter, remote).await })
     }
 

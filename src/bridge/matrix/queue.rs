@@ -64,6 +64,9 @@ pub struct Origin {
     pub notify_as: String,
     /// The start of the message, to name it.
     pub excerpt: String,
+    /// The room of a multi-party chat (the notice goes there), if not a direct chat.
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,11 +84,25 @@ pub enum Job {
     EnsureDm { local: String, remote: String },
     /// Creates a multi-party room: `creator`'s ghost makes it, invites the
     /// Matrix users and the other ghosts, which join.
-    CreateGroup { key: String, creator: String, locals: Vec<String>, remotes: Vec<String> },
+    CreateGroup {
+        key: String,
+        creator: String,
+        locals: Vec<String>,
+        remotes: Vec<String>,
+    },
     /// `by`'s ghost invites `user` (a Matrix user ID); a ghost invitee joins at once.
-    Invite { target: Target, by: String, user: String },
+    Invite {
+        target: Target,
+        by: String,
+        user: String,
+    },
     /// `local`'s ghost accepts an invitation (and records a direct chat in `m.direct`).
-    Join { room: String, local: String, #[serde(default)] direct_with: Option<String> },
+    Join {
+        room: String,
+        local: String,
+        #[serde(default)]
+        direct_with: Option<String>,
+    },
     /// `local`'s ghost leaves.
     Leave { room: String, local: String },
 }
@@ -94,9 +111,15 @@ impl Job {
     pub fn lane(&self) -> String {
         match self {
             Job::Send { target, .. } | Job::Invite { target, .. } => target.lane(),
-            Job::EnsureDm { local, remote } => Target::Dm { local: local.clone(), remote: remote.clone() }.lane(),
+            Job::EnsureDm { local, remote } => Target::Dm {
+                local: local.clone(),
+                remote: remote.clone(),
+            }
+            .lane(),
             Job::CreateGroup { key, .. } => Target::Group { key: key.clone() }.lane(),
-            Job::Join { room, .. } | Job::Leave { room, .. } => Target::Room { room: room.clone() }.lane(),
+            Job::Join { room, .. } | Job::Leave { room, .. } => {
+                Target::Room { room: room.clone() }.lane()
+            }
         }
     }
 }
@@ -158,7 +181,15 @@ impl Inner {
             }
             Err(e) => tracing::error!(error = %e, "cannot serialise a Matrix request"),
         }
-        self.push_job(lane, Queued { id, job, attempts: 0, created_at: now_millis() });
+        self.push_job(
+            lane,
+            Queued {
+                id,
+                job,
+                attempts: 0,
+                created_at: now_millis(),
+            },
+        );
     }
 
     /// Re-queues the jobs a previous run left.
@@ -167,7 +198,15 @@ impl Inner {
         let n = rows.len();
         for (lane, row) in rows {
             match serde_json::from_str::<Job>(&row.job) {
-                Ok(job) => self.push_job(lane, Queued { id: row.id, job, attempts: row.attempts, created_at: row.created_at }),
+                Ok(job) => self.push_job(
+                    lane,
+                    Queued {
+                        id: row.id,
+                        job,
+                        attempts: row.attempts,
+                        created_at: row.created_at,
+                    },
+                ),
                 Err(e) => {
                     tracing::error!(id = row.id, error = %e, job = %row.job, "unreadable queued Matrix request dropped");
                     crate::metrics::Metrics::inc(&self.metrics.bridge_delivery_failures);
@@ -179,7 +218,9 @@ impl Inner {
     }
 
     fn push_job(self: &Arc<Self>, lane: String, job: Queued) {
-        self.metrics.bridge_queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .bridge_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         let start = {
             let mut lanes = self.queue.lanes.lock();
             match lanes.get_mut(&lane) {
@@ -219,26 +260,33 @@ impl Inner {
                 let result = self.execute(id, &job).await;
                 match result {
                     Ok(()) => {
+                        tracing::debug!(%lane, id, "Matrix request done");
                         if self.hs_down.swap(false, Ordering::Relaxed) {
                             crate::metrics::Metrics::inc(&self.metrics.bridge_reconnects);
                             tracing::info!("the homeserver accepts requests again");
                         }
                         break;
                     }
-                    Err(e) if e.is_transient() && now_millis() - created_at < GIVE_UP_AFTER.as_millis() as i64 => {
+                    Err(e)
+                        if e.is_transient()
+                            && now_millis() - created_at < GIVE_UP_AFTER.as_millis() as i64 =>
+                    {
                         attempts += 1;
                         let wait = e.retry_after().unwrap_or_else(|| backoff(attempts));
                         if !self.hs_down.swap(true, Ordering::Relaxed) || attempts == 1 {
                             tracing::warn!(%lane, error = %e, retry_in_ms = wait.as_millis() as u64, "Matrix request failed; will retry");
                         }
-                        if let Err(db) = self.db.outbox_failed_attempt(id, attempts, &e.to_string()).await {
+                        if let Err(db) = self
+                            .db
+                            .outbox_failed_attempt(id, attempts, &e.to_string())
+                            .await
+                        {
                             tracing::debug!(error = %db, "cannot record a failed attempt");
                         }
                         tokio::time::sleep(wait).await;
                     }
                     Err(e) => {
                         tracing::warn!(%lane, error = %e, ?job, "Matrix request failed for good");
-                        crate::metrics::Metrics::inc(&self.metrics.bridge_delivery_failures);
                         self.report_failed_job(&job, &e).await;
                         break;
                     }
@@ -253,19 +301,35 @@ impl Inner {
                     q.pop_front();
                 }
             }
-            self.metrics.bridge_queue_depth.fetch_sub(1, Ordering::Relaxed);
+            self.metrics
+                .bridge_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// A job that will never succeed: the MSN sender of a message is told.
     async fn report_failed_job(self: &Arc<Self>, job: &Job, error: &ApiError) {
-        if let Job::Send { origin: Some(origin), .. } = job {
+        if let Job::Send { origin, target, .. } = job {
+            crate::metrics::Metrics::inc(&self.metrics.bridge_delivery_failures);
+            let Some(origin) = origin else { return };
+            let mut origin = origin.clone();
+            if origin.room.is_none() {
+                origin.room = match target {
+                    Target::Room { room } => Some(room.clone()),
+                    Target::Group { key } => self.db.room_by_group_key(key).await.ok().flatten(),
+                    Target::Dm { .. } => None,
+                };
+            }
             let reason = match error {
-                ApiError::Transport(_) => "the Matrix homeserver has been unreachable for too long".to_string(),
-                ApiError::Status { errcode, message, .. } if errcode == "M_FORBIDDEN" => format!("not allowed ({message})"),
+                ApiError::Transport(_) => {
+                    "the Matrix homeserver has been unreachable for too long".to_string()
+                }
+                ApiError::Status {
+                    errcode, message, ..
+                } if errcode == "M_FORBIDDEN" => format!("not allowed ({message})"),
                 e => e.to_string(),
             };
-            self.notify_undelivered(origin, &reason).await;
+            self.notify_undelivered(&origin, &reason).await;
         }
     }
 
@@ -284,10 +348,23 @@ impl Inner {
 
     async fn execute(self: &Arc<Self>, id: i64, job: &Job) -> Result<(), ApiError> {
         match job {
-            Job::Send { target, from, content, .. } => {
+            Job::Send {
+                target,
+                from,
+                content,
+                ..
+            } => {
                 let mut room = self.resolve_target(target).await?;
                 let ghost = self.ensure_ghost(from).await?;
-                let body = serde_json::value::to_raw_value(content).map_err(|e| ApiError::Invalid(e.to_string()))?;
+                let body = serde_json::value::to_raw_value(content)
+                    .map_err(|e| ApiError::Invalid(e.to_string()))?;
+                if let Some((puppet, token)) = self.db.puppet(from).await.map_err(Self::db_err)?
+                    && self
+                        .send_as_puppet(id, &room, &ghost, &puppet, &token, &body)
+                        .await?
+                {
+                    return Ok(());
+                }
                 let mut retried = false;
                 loop {
                     let request = message::send_message_event::v3::Request::new_raw(
@@ -299,7 +376,11 @@ impl Inner {
                     match self.hs.send(request, Actor::Ghost(&ghost)).await {
                         Ok(_) => break,
                         // The direct chat was left or lost: start a new one, once.
-                        Err(e) if !retried && matches!(target, Target::Dm { .. }) && e.errcode() == Some("M_FORBIDDEN") => {
+                        Err(e)
+                            if !retried
+                                && matches!(target, Target::Dm { .. })
+                                && e.errcode() == Some("M_FORBIDDEN") =>
+                        {
                             tracing::info!(%room, error = %e, "direct chat unusable; creating a new one");
                             self.db.forget_dm_room(&room).await.map_err(Self::db_err)?;
                             room = self.resolve_target(target).await?;
@@ -312,11 +393,26 @@ impl Inner {
                 Ok(())
             }
             Job::EnsureDm { local, remote } => {
-                self.resolve_target(&Target::Dm { local: local.clone(), remote: remote.clone() }).await?;
+                self.resolve_target(&Target::Dm {
+                    local: local.clone(),
+                    remote: remote.clone(),
+                })
+                .await?;
                 Ok(())
             }
-            Job::CreateGroup { key, creator, locals, remotes } => {
-                if self.db.room_by_group_key(key).await.map_err(Self::db_err)?.is_some() {
+            Job::CreateGroup {
+                key,
+                creator,
+                locals,
+                remotes,
+            } => {
+                if self
+                    .db
+                    .room_by_group_key(key)
+                    .await
+                    .map_err(Self::db_err)?
+                    .is_some()
+                {
                     return Ok(());
                 }
                 let creator_id = self.ensure_ghost(creator).await?;
@@ -332,9 +428,16 @@ impl Inner {
                 request.preset = Some(room::create_room::v3::RoomPreset::TrustedPrivateChat);
                 let created = self.hs.send(request, Actor::Ghost(&creator_id)).await?;
                 let room = created.room_id.to_string();
-                self.db.add_room(&room, "group", Some(key)).await.map_err(Self::db_err)?;
-                self.db.add_member(&room, creator).await.map_err(Self::db_err)?;
-                self.chats.room_resolved(&Target::Group { key: key.clone() }, &room);
+                self.db
+                    .add_room(&room, "group", Some(key))
+                    .await
+                    .map_err(Self::db_err)?;
+                self.db
+                    .add_member(&room, creator)
+                    .await
+                    .map_err(Self::db_err)?;
+                self.chats
+                    .room_resolved(&Target::Group { key: key.clone() }, &room);
                 for l in locals.iter().filter(|l| *l != creator) {
                     self.join_ghost(&room, l).await?;
                 }
@@ -350,12 +453,18 @@ impl Inner {
                 };
                 let request = membership::invite_user::v3::Request::new(
                     Self::room_id(&room)?,
-                    membership::invite_user::v3::InvitationRecipient::UserId(membership::invite_user::v3::InviteUserId::new(invitee)),
+                    membership::invite_user::v3::InvitationRecipient::UserId(
+                        membership::invite_user::v3::InviteUserId::new(invitee),
+                    ),
                 );
                 match self.hs.send(request, Actor::Ghost(&inviter)).await {
                     Ok(_) => {}
                     // Already invited or joined: nothing to do.
-                    Err(ApiError::Status { status: 403, message, .. }) if message.contains("already") => {}
+                    Err(ApiError::Status {
+                        status: 403,
+                        message,
+                        ..
+                    }) if message.contains("already") => {}
                     Err(e) => return Err(e),
                 }
                 if let Some(local) = self.ids.handle_of(user) {
@@ -363,7 +472,11 @@ impl Inner {
                 }
                 Ok(())
             }
-            Job::Join { room, local, direct_with } => {
+            Job::Join {
+                room,
+                local,
+                direct_with,
+            } => {
                 // Events of the room that arrive meanwhile wait, so they are
                 // handled after the earlier ones read by the backfill.
                 let turn = self.events_lock.lock().await;
@@ -380,20 +493,86 @@ impl Inner {
                 let ghost = self.ensure_ghost(local).await?;
                 let request = membership::leave_room::v3::Request::new(Self::room_id(room)?);
                 match self.hs.send(request, Actor::Ghost(&ghost)).await {
-                    Ok(_) | Err(ApiError::Status { status: 403 | 404, .. }) => {}
+                    Ok(_)
+                    | Err(ApiError::Status {
+                        status: 403 | 404, ..
+                    }) => {}
                     Err(e) => return Err(e),
                 }
-                self.db.remove_member(room, local).await.map_err(Self::db_err)?;
+                self.db
+                    .remove_member(room, local)
+                    .await
+                    .map_err(Self::db_err)?;
                 Ok(())
             }
         }
+    }
+
+    /// Double puppeting: sends from the MSN user's own Matrix account,
+    /// which the ghost first invites into the room. `Ok(false)`: that
+    /// account cannot send here (token revoked, not allowed in): the ghost
+    /// sends instead.
+    async fn send_as_puppet(
+        self: &Arc<Self>,
+        id: i64,
+        room: &str,
+        ghost: &OwnedUserId,
+        puppet: &str,
+        token: &str,
+        body: &serde_json::value::RawValue,
+    ) -> Result<bool, ApiError> {
+        for attempt in 0..2 {
+            let request = message::send_message_event::v3::Request::new_raw(
+                Self::room_id(room)?,
+                OwnedTransactionId::from(format!("msngate.{id}")),
+                "m.room.message".into(),
+                Raw::from_json(body.to_owned()),
+            );
+            match self.hs.send(request, Actor::Token(token)).await {
+                Ok(_) => return Ok(true),
+                Err(e) if matches!(e.errcode(), Some("M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN")) => {
+                    tracing::warn!(%puppet, "the linked Matrix account's token is refused; sending as the ghost");
+                    return Ok(false);
+                }
+                Err(e) if attempt == 0 && e.errcode() == Some("M_FORBIDDEN") => {
+                    let invite = membership::invite_user::v3::Request::new(
+                        Self::room_id(room)?,
+                        membership::invite_user::v3::InvitationRecipient::UserId(
+                            membership::invite_user::v3::InviteUserId::new(Self::user_id(puppet)?),
+                        ),
+                    );
+                    match self.hs.send(invite, Actor::Ghost(ghost)).await {
+                        Ok(_) => {}
+                        Err(ApiError::Status {
+                            status: 403,
+                            message,
+                            ..
+                        }) if message.contains("already") => {}
+                        Err(e) if e.is_transient() => return Err(e),
+                        Err(_) => return Ok(false),
+                    }
+                    let join = membership::join_room_by_id::v3::Request::new(Self::room_id(room)?);
+                    match self.hs.send(join, Actor::Token(token)).await {
+                        Ok(_) => {}
+                        Err(e) if e.is_transient() && e.status() != Some(401) => return Err(e),
+                        Err(_) => return Ok(false),
+                    }
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(_) => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     async fn join_ghost(self: &Arc<Self>, room: &str, local: &str) -> Result<(), ApiError> {
         let ghost = self.ensure_ghost(local).await?;
         let request = membership::join_room_by_id::v3::Request::new(Self::room_id(room)?);
         self.hs.send(request, Actor::Ghost(&ghost)).await?;
-        self.db.add_member(room, local).await.map_err(Self::db_err)?;
+        self.db
+            .add_member(room, local)
+            .await
+            .map_err(Self::db_err)?;
         Ok(())
     }
 
@@ -404,11 +583,15 @@ impl Inner {
     async fn backfill(self: &Arc<Self>, room: &str, local: &str) {
         let result: Result<(), ApiError> = async {
             let ghost = self.ensure_ghost(local).await?;
-            let mut request = message::get_message_events::v3::Request::backward(Self::room_id(room)?);
+            let mut request =
+                message::get_message_events::v3::Request::backward(Self::room_id(room)?);
             request.limit = ruma::UInt::from(50u32);
             let response = self.hs.send(request, Actor::Ghost(&ghost)).await?;
             for raw in response.chunk.iter().rev() {
-                let Ok(mut event) = serde_json::from_str::<serde_json::Value>(raw.json().get()) else { continue };
+                let Ok(mut event) = serde_json::from_str::<serde_json::Value>(raw.json().get())
+                else {
+                    continue;
+                };
                 if event.get("type").and_then(|t| t.as_str()) != Some("m.room.message") {
                     continue;
                 }
@@ -426,7 +609,10 @@ impl Inner {
     }
 
     /// The room a target names, creating the direct chat if there is none.
-    pub(super) async fn resolve_target(self: &Arc<Self>, target: &Target) -> Result<String, ApiError> {
+    pub(super) async fn resolve_target(
+        self: &Arc<Self>,
+        target: &Target,
+    ) -> Result<String, ApiError> {
         match target {
             Target::Room { room } => Ok(room.clone()),
             Target::Group { key } => self
@@ -446,7 +632,10 @@ impl Inner {
                 request.preset = Some(room::create_room::v3::RoomPreset::TrustedPrivateChat);
                 let created = self.hs.send(request, Actor::Ghost(&ghost)).await?;
                 let room = created.room_id.to_string();
-                self.db.set_dm(local, remote, &room).await.map_err(Self::db_err)?;
+                self.db
+                    .set_dm(local, remote, &room)
+                    .await
+                    .map_err(Self::db_err)?;
                 tracing::info!(%local, %remote, %room, "direct chat created");
                 self.add_direct(local, remote, &room).await;
                 self.chats.room_resolved(target, &room);
@@ -462,21 +651,34 @@ impl Inner {
     async fn add_direct(self: &Arc<Self>, local: &str, remote: &str, room: &str) {
         let result: Result<(), ApiError> = async {
             let ghost = self.ensure_ghost(local).await?;
-            let get = config::get_global_account_data::v3::Request::new(ghost.clone(), GlobalAccountDataEventType::Direct);
-            let mut map: serde_json::Map<String, serde_json::Value> = match self.hs.send(get, Actor::Ghost(&ghost)).await {
-                Ok(response) => serde_json::from_str(response.account_data.json().get()).unwrap_or_default(),
-                Err(ApiError::Status { status: 404, .. }) => serde_json::Map::new(),
-                Err(e) => return Err(e),
-            };
-            let rooms = map.entry(remote.to_string()).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            let get = config::get_global_account_data::v3::Request::new(
+                ghost.clone(),
+                GlobalAccountDataEventType::Direct,
+            );
+            let mut map: serde_json::Map<String, serde_json::Value> =
+                match self.hs.send(get, Actor::Ghost(&ghost)).await {
+                    Ok(response) => {
+                        serde_json::from_str(response.account_data.json().get()).unwrap_or_default()
+                    }
+                    Err(ApiError::Status { status: 404, .. }) => serde_json::Map::new(),
+                    Err(e) => return Err(e),
+                };
+            let rooms = map
+                .entry(remote.to_string())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
             if let Some(list) = rooms.as_array_mut() {
                 if list.iter().any(|r| r.as_str() == Some(room)) {
                     return Ok(());
                 }
                 list.push(serde_json::Value::String(room.to_string()));
             }
-            let raw = serde_json::value::to_raw_value(&map).map_err(|e| ApiError::Invalid(e.to_string()))?;
-            let set = config::set_global_account_data::v3::Request::new_raw(ghost.clone(), GlobalAccountDataEventType::Direct, Raw::from_json(raw));
+            let raw = serde_json::value::to_raw_value(&map)
+                .map_err(|e| ApiError::Invalid(e.to_string()))?;
+            let set = config::set_global_account_data::v3::Request::new_raw(
+                ghost.clone(),
+                GlobalAccountDataEventType::Direct,
+                Raw::from_json(raw),
+            );
             self.hs.send(set, Actor::Ghost(&ghost)).await?;
             Ok(())
         }
@@ -494,7 +696,10 @@ mod tests {
     #[test]
     fn jobs_round_trip_and_lanes_keep_room_order() {
         let job = Job::Send {
-            target: Target::Dm { local: "a@x.com".into(), remote: "@b:x.org".into() },
+            target: Target::Dm {
+                local: "a@x.com".into(),
+                remote: "@b:x.org".into(),
+            },
             from: "a@x.com".into(),
             content: serde_json::json!({"msgtype": "m.text", "body": "hi ✓"}),
             origin: None,
@@ -502,7 +707,14 @@ mod tests {
         let text = serde_json::to_string(&job).unwrap();
         let back: Job = serde_json::from_str(&text).unwrap();
         assert_eq!(back.lane(), "dm:a@x.com:@b:x.org");
-        assert_eq!(Job::EnsureDm { local: "a@x.com".into(), remote: "@b:x.org".into() }.lane(), back.lane());
+        assert_eq!(
+            Job::EnsureDm {
+                local: "a@x.com".into(),
+                remote: "@b:x.org".into()
+            }
+            .lane(),
+            back.lane()
+        );
         assert_eq!(backoff(1), Duration::from_millis(250));
         assert_eq!(backoff(20), MAX_BACKOFF);
     }

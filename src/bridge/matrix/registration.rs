@@ -51,9 +51,18 @@ fn regex_literal(s: &str) -> String {
 
 /// The registration for `config`, keeping `existing` tokens when given.
 pub fn build(config: &MatrixConfig, existing: Option<&Registration>) -> Registration {
-    let (prefix, suffix) = config.ghost_localpart_template.split_once("{handle}").unwrap_or(("_msn_", ""));
+    let (prefix, suffix) = config
+        .ghost_localpart_template
+        .split_once("{handle}")
+        .unwrap_or(("_msn_", ""));
     let server = regex_literal(&config.server_name);
-    let token = || format!("{}{}", crate::core::tickets::random_hex(), crate::core::tickets::random_hex());
+    let token = || {
+        format!(
+            "{}{}",
+            crate::core::tickets::random_hex(),
+            crate::core::tickets::random_hex()
+        )
+    };
     Registration {
         id: "msngate".into(),
         url: config.appservice_url(),
@@ -62,8 +71,18 @@ pub fn build(config: &MatrixConfig, existing: Option<&Registration>) -> Registra
         sender_localpart: config.bot_localpart.clone(),
         namespaces: Namespaces {
             users: vec![
-                Namespace { exclusive: true, regex: format!("@{}.+{}:{server}", regex_literal(prefix), regex_literal(suffix)) },
-                Namespace { exclusive: true, regex: format!("@{}:{server}", regex_literal(&config.bot_localpart)) },
+                Namespace {
+                    exclusive: true,
+                    regex: format!(
+                        "@{}.+{}:{server}",
+                        regex_literal(prefix),
+                        regex_literal(suffix)
+                    ),
+                },
+                Namespace {
+                    exclusive: true,
+                    regex: format!("@{}:{server}", regex_literal(&config.bot_localpart)),
+                },
             ],
             aliases: Vec::new(),
             rooms: Vec::new(),
@@ -74,18 +93,25 @@ pub fn build(config: &MatrixConfig, existing: Option<&Registration>) -> Registra
 }
 
 pub fn load(path: &Path) -> anyhow::Result<Registration> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the registration {}", path.display()))?;
-    yaml_serde::from_str(&text).with_context(|| format!("{} is not a valid appservice registration", path.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the registration {}", path.display()))?;
+    yaml_serde::from_str(&text)
+        .with_context(|| format!("{} is not a valid appservice registration", path.display()))
 }
 
 /// Writes (or refreshes) the registration file; returns what was written.
 pub fn write(config: &MatrixConfig) -> anyhow::Result<Registration> {
     let path = &config.registration;
-    let existing = if path.exists() { Some(load(path)?) } else { None };
+    let existing = if path.exists() {
+        Some(load(path)?)
+    } else {
+        None
+    };
     let registration = build(config, existing.as_ref());
     let text = yaml_serde::to_string(&registration)?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     // Write then rename, so a homeserver never reads half a file.
     let tmp = path.with_extension("yaml.tmp");
@@ -131,7 +157,10 @@ mod tests {
         let mut c2 = c.clone();
         c2.appservice_url = Some("http://msngate:29320".into());
         let second = write(&c2).unwrap();
-        assert_eq!((second.as_token.as_str(), second.hs_token.as_str()), (first.as_token.as_str(), first.hs_token.as_str()));
+        assert_eq!(
+            (second.as_token.as_str(), second.hs_token.as_str()),
+            (first.as_token.as_str(), first.hs_token.as_str())
+        );
         assert_eq!(second.url, "http://msngate:29320");
         assert_eq!(load(&c.registration).unwrap(), second);
     }

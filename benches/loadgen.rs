@@ -460,15 +460,18 @@ fn start_target(args: &Args, dir: &std::path::Path, spawn: Option<&str>) -> anyh
     })
 }
 
-/// Creates `count` users named `{prefix}-{i}@bench.example.com`; returns the handles.
+/// Creates `count` users named `{prefix}-{run}-{i}@bench.example.com`; returns the handles.
 async fn create_users(
     target: &Target,
     prefix: &str,
     count: usize,
     passport: bool,
 ) -> anyhow::Result<Vec<String>> {
+    // A tag per run, so runs against one database do not collide.
+    static RUN: OnceLock<String> = OnceLock::new();
+    let run = RUN.get_or_init(|| format!("{:x}", rand::random::<u32>()));
     let handles: Vec<String> = (0..count)
-        .map(|i| format!("{prefix}-{i}@bench.example.com"))
+        .map(|i| format!("{prefix}-{run}-{i}@bench.example.com"))
         .collect();
     let accounts = if passport {
         target.accounts.clone()
@@ -1039,10 +1042,7 @@ async fn receive(
     let mut count = 0u64;
     loop {
         // Frame: a line; MSG lines carry a payload whose length is the last token.
-        loop {
-            let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-                break;
-            };
+        while let Some(lf) = buf.iter().position(|&b| b == b'\n') {
             let line = &buf[..lf];
             if line.starts_with(b"MSG ") {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -1176,7 +1176,7 @@ async fn run_switchboards<F>(
     size: usize,
     seconds: f64,
     during: F,
-) -> anyhow::Result<(SbResult, Vec<Pair>)>
+) -> anyhow::Result<SbResult>
 where
     F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 {
@@ -1275,16 +1275,13 @@ where
         let _ = s.await;
     }
     drop(keep);
-    Ok((
-        SbResult {
-            delivered,
-            seconds: measured,
-            others,
-            samples,
-            naks: naks.load(Ordering::Relaxed),
-        },
-        Vec::new(),
-    ))
+    Ok(SbResult {
+        delivered,
+        seconds: measured,
+        others,
+        samples,
+        naks: naks.load(Ordering::Relaxed),
+    })
 }
 
 async fn scenario_relay(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
@@ -1294,7 +1291,7 @@ async fn scenario_relay(args: &Args, target: &Target, report: &mut Report) -> an
         args.inflight, args.seconds
     );
     let pairs = make_pairs(target, "relay", s, args.challenges).await?;
-    let (mut r, _) = run_switchboards(
+    let mut r = run_switchboards(
         target.server_pid,
         pairs,
         Pace::Window(args.inflight),
@@ -1347,7 +1344,7 @@ async fn scenario_rate(args: &Args, target: &Target, report: &mut Report) -> any
         args.rate, args.seconds
     );
     let pairs = make_pairs(target, "rate", s, args.challenges).await?;
-    let (mut r, _) = run_switchboards(
+    let mut r = run_switchboards(
         target.server_pid,
         pairs,
         Pace::Rate(args.rate),
@@ -1399,7 +1396,7 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
     let stormers = create_users(target, "storm", args.storm, true).await?;
     let pairs = make_pairs(target, "calm", s, args.challenges).await?;
     // Baseline.
-    let (mut base, _) = run_switchboards(
+    let mut base = run_switchboards(
         target.server_pid,
         pairs,
         Pace::Rate(args.storm_rate),
@@ -1442,7 +1439,7 @@ async fn scenario_storm(args: &Args, target: &Target, report: &mut Report) -> an
         *stats.lock() = (ok, failed, started.elapsed().as_secs_f64());
         anyhow::Ok(())
     };
-    let (mut during, _) = run_switchboards(
+    let mut during = run_switchboards(
         target.server_pid,
         pairs,
         Pace::Rate(args.storm_rate),

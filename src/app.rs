@@ -18,8 +18,17 @@ use tokio::sync::watch;
 pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
     let store = Store::connect(&config.database.url, config.database.max_connections)
         .await
-        .with_context(|| format!("cannot open the database at {}", redact(&config.database.url)))?;
-    let hasher = PasswordHasher::new(config.auth.max_concurrent_hashes, config.auth.argon2_memory_kib, config.auth.argon2_iterations)?;
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                redact(&config.database.url)
+            )
+        })?;
+    let hasher = PasswordHasher::new(
+        config.auth.max_concurrent_hashes,
+        config.auth.argon2_memory_kib,
+        config.auth.argon2_iterations,
+    )?;
     let accounts = Accounts::new(store.clone(), hasher, config.auth.legacy_md5_login);
     let settings = HubSettings {
         max_queued_events: config.msn.max_queued_events,
@@ -68,19 +77,25 @@ impl Running {
         // run (the shutdown signal makes them quit).
         if let Some(irc) = &self.irc {
             if !irc.flush(grace / 3).await {
-                tracing::warn!("IRC bridge queue not empty at shutdown; it is kept in the database for the next start");
+                tracing::warn!(
+                    "IRC bridge queue not empty at shutdown; it is kept in the database for the next start"
+                );
             }
         }
         if let Some(matrix) = &self.matrix {
             if !matrix.flush(grace / 3).await {
-                tracing::warn!("Matrix bridge queue not empty at shutdown; it is kept in the database for the next start");
+                tracing::warn!(
+                    "Matrix bridge queue not empty at shutdown; it is kept in the database for the next start"
+                );
             }
         }
         let _ = self.shutdown.send(true);
         for session in self.hub.sessions() {
-            let _ = session.outbox.push(crate::core::events::SessionEvent::Disconnect(
-                crate::core::events::DisconnectReason::ServerShutdown,
-            ));
+            let _ = session
+                .outbox
+                .push(crate::core::events::SessionEvent::Disconnect(
+                    crate::core::events::DisconnectReason::ServerShutdown,
+                ));
         }
         let deadline = tokio::time::Instant::now() + grace;
         for task in self.tasks {
@@ -100,7 +115,9 @@ impl Running {
 pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let hub = build_hub(&config).await?;
     let bind = |addr: SocketAddr| async move {
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))
     };
     let main_listener = bind(config.msn.listen).await?;
     let main_addr = main_listener.local_addr()?;
@@ -115,20 +132,34 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     };
     let sb_listener = bind(config.msn.switchboard_listen).await?;
     config.msn.switchboard_listen = sb_listener.local_addr()?;
-    let http_listener = std::net::TcpListener::bind(config.http.listen).with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let http_listener = std::net::TcpListener::bind(config.http.listen)
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     http_listener.set_nonblocking(true)?;
     let http_bound = http_listener.local_addr()?;
     if config.http.listen.port() == 0 {
         // "Any free port": advertise the one we got.
-        let scheme = if config.http.tls.is_some() { "https" } else { "http" };
-        config.http.public_url = format!("{scheme}://{}:{}", config.msn.public_host, http_bound.port());
+        let scheme = if config.http.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        config.http.public_url = format!(
+            "{scheme}://{}:{}",
+            config.msn.public_host,
+            http_bound.port()
+        );
     }
     config.http.listen = http_bound;
 
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let ctx = Context { config: config.clone(), hub: hub.clone(), metrics: metrics.clone(), shutdown: shutdown_rx.clone() };
+    let ctx = Context {
+        config: config.clone(),
+        hub: hub.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown_rx.clone(),
+    };
     let mut tasks = Vec::new();
 
     let irc = if config.irc.networks.is_empty() {
@@ -141,32 +172,48 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             max_concurrent_connects: config.irc.max_concurrent_connects,
             ..Default::default()
         };
-        let bridge = crate::bridge::irc::start_with(&config.irc, tuning, hub.clone(), metrics.clone(), shutdown_rx.clone())
-            .await
-            .context("cannot start the IRC bridge")?;
+        let bridge = crate::bridge::irc::start_with(
+            &config.irc,
+            tuning,
+            hub.clone(),
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        .context("cannot start the IRC bridge")?;
         Some(Arc::new(bridge))
     };
 
     let (notification_addr, dispatch_addr) = match notification_listener {
         Some(ns) => {
             let ns_addr = ns.local_addr()?;
-            tasks.push(tokio::spawn(server::accept_loop(main_listener, ctx.clone(), |s, p, c| {
-                server::notification::handle(s, p, c, Role::Dispatch)
-            })));
-            tasks.push(tokio::spawn(server::accept_loop(ns, ctx.clone(), |s, p, c| {
-                server::notification::handle(s, p, c, Role::Notification)
-            })));
+            tasks.push(tokio::spawn(server::accept_loop(
+                main_listener,
+                ctx.clone(),
+                |s, p, c| server::notification::handle(s, p, c, Role::Dispatch),
+            )));
+            tasks.push(tokio::spawn(server::accept_loop(
+                ns,
+                ctx.clone(),
+                |s, p, c| server::notification::handle(s, p, c, Role::Notification),
+            )));
             (ns_addr, Some(main_addr))
         }
         None => {
-            tasks.push(tokio::spawn(server::accept_loop(main_listener, ctx.clone(), |s, p, c| {
-                server::notification::handle(s, p, c, Role::Notification)
-            })));
+            tasks.push(tokio::spawn(server::accept_loop(
+                main_listener,
+                ctx.clone(),
+                |s, p, c| server::notification::handle(s, p, c, Role::Notification),
+            )));
             (main_addr, None)
         }
     };
     let switchboard_addr = config.msn.switchboard_listen;
-    tasks.push(tokio::spawn(server::accept_loop(sb_listener, ctx.clone(), server::switchboard::handle)));
+    tasks.push(tokio::spawn(server::accept_loop(
+        sb_listener,
+        ctx.clone(),
+        server::switchboard::handle,
+    )));
 
     let http_addr = config.http.listen;
     let matrix = match &config.matrix {
@@ -186,8 +233,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         let irc = irc.clone();
         readiness.push(("irc", Arc::new(move || irc.is_ready())));
     }
-    let router = server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone())
-        .merge(server::ops::router(hub.clone(), metrics.clone(), readiness));
+    let router =
+        server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone())
+            .merge(server::ops::router(hub.clone(), metrics.clone(), readiness));
     let mut http_shutdown = shutdown_rx.clone();
     let tls = config.http.tls.clone();
     tasks.push(tokio::spawn(async move {
@@ -201,5 +249,17 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
 
     tracing::info!(%notification_addr, ?dispatch_addr, %switchboard_addr, %http_addr,
         advertised_switchboard = %config.switchboard_address(), "msngate listening");
-    Ok(Running { hub, config, notification_addr, dispatch_addr, switchboard_addr, http_addr, metrics, irc, matrix, shutdown: shutdown_tx, tasks })
+    Ok(Running {
+        hub,
+        config,
+        notification_addr,
+        dispatch_addr,
+        switchboard_addr,
+        http_addr,
+        metrics,
+        irc,
+        matrix,
+        shutdown: shutdown_tx,
+        tasks,
+    })
 }

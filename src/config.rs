@@ -55,7 +55,9 @@ impl MatrixConfig {
         "_msn_bot".into()
     }
     pub fn appservice_url(&self) -> String {
-        self.appservice_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.appservice_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 }
 
@@ -253,7 +255,10 @@ impl Default for HttpConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://data/msngate.db".into(), max_connections: 8 }
+        DatabaseConfig {
+            url: "sqlite://data/msngate.db".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -274,16 +279,20 @@ impl Default for AuthConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig {
+            level: "info".into(),
+        }
     }
 }
-
 
 /// A configuration refused at start, with the path of the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid YAML: {message}")]
     Yaml { path: String, message: String },
     #[error("{key}: {reason}")]
@@ -301,49 +310,85 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut tree = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-                let value: yaml_serde::Value = yaml_serde::from_str(&text)
-                    .map_err(|e| ConfigError::Yaml { path: path.display().to_string(), message: e.to_string() })?;
-                if value.is_null() { yaml_serde::Value::Mapping(Default::default()) } else { value }
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let value: yaml_serde::Value =
+                    yaml_serde::from_str(&text).map_err(|e| ConfigError::Yaml {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                if value.is_null() {
+                    yaml_serde::Value::Mapping(Default::default())
+                } else {
+                    value
+                }
             }
             None => yaml_serde::Value::Mapping(Default::default()),
         };
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            set_path(&mut tree, &path, &value).map_err(|reason| ConfigError::Invalid { key: name.clone(), reason })?;
+            set_path(&mut tree, &path, &value).map_err(|reason| ConfigError::Invalid {
+                key: name.clone(),
+                reason,
+            })?;
         }
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { "(top level)".to_string() } else { key };
-            ConfigError::Invalid { key, reason: e.into_inner().to_string() }
+            let key = if key == "." {
+                "(top level)".to_string()
+            } else {
+                key
+            };
+            ConfigError::Invalid {
+                key,
+                reason: e.into_inner().to_string(),
+            }
         })?;
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| Err(ConfigError::Invalid { key: key.into(), reason: reason.into() });
+        let invalid = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
         if self.msn.public_host.is_empty() || self.msn.public_host.contains([' ', ':', '/']) {
-            return invalid("msn.public_host", "must be a bare host name or IPv4 address");
+            return invalid(
+                "msn.public_host",
+                "must be a bare host name or IPv4 address",
+            );
         }
         for (key, value) in [
             ("msn.switchboard_public", &self.msn.switchboard_public),
             ("msn.notification_public", &self.msn.notification_public),
         ] {
             if let Some(v) = value
-                && !is_host_port(v) {
-                    return invalid(key, "must be host:port");
-                }
+                && !is_host_port(v)
+            {
+                return invalid(key, "must be host:port");
+            }
         }
         if self.msn.dispatch_redirect && self.msn.notification_listen.is_none() {
-            return invalid("msn.notification_listen", "required when msn.dispatch_redirect is true");
+            return invalid(
+                "msn.notification_listen",
+                "required when msn.dispatch_redirect is true",
+            );
         }
-        if !(self.http.public_url.starts_with("http://") || self.http.public_url.starts_with("https://")) {
+        if !(self.http.public_url.starts_with("http://")
+            || self.http.public_url.starts_with("https://"))
+        {
             return invalid("http.public_url", "must start with http:// or https://");
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres://")
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://"))
         {
             return invalid("database.url", "must be sqlite://… or postgres://…");
@@ -376,11 +421,19 @@ impl Config {
             return invalid("msn.rate_window_secs", "must be at least 1");
         }
         if let Some(m) = &self.matrix {
-            if !(m.homeserver_url.starts_with("http://") || m.homeserver_url.starts_with("https://")) {
-                return invalid("matrix.homeserver_url", "must start with http:// or https://");
+            if !(m.homeserver_url.starts_with("http://")
+                || m.homeserver_url.starts_with("https://"))
+            {
+                return invalid(
+                    "matrix.homeserver_url",
+                    "must start with http:// or https://",
+                );
             }
             if m.server_name.is_empty() || m.server_name.contains(['/', ' ', '@']) {
-                return invalid("matrix.server_name", "must be a server name such as example.org");
+                return invalid(
+                    "matrix.server_name",
+                    "must be a server name such as example.org",
+                );
             }
             if !m.ghost_localpart_template.contains("{handle}") {
                 return invalid("matrix.ghost_localpart_template", "must contain {handle}");
@@ -400,17 +453,34 @@ impl Config {
         }
         for (i, n) in self.irc.networks.iter().enumerate() {
             let key = |field: &str| format!("irc.networks[{i}].{field}");
-            if n.name.is_empty() || !n.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(ConfigError::Invalid { key: key("name"), reason: "letters, digits and '-' only".into() });
+            if n.name.is_empty()
+                || !n
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    reason: "letters, digits and '-' only".into(),
+                });
             }
             if n.server.is_empty() {
-                return Err(ConfigError::Invalid { key: key("server"), reason: "must not be empty".into() });
+                return Err(ConfigError::Invalid {
+                    key: key("server"),
+                    reason: "must not be empty".into(),
+                });
             }
             if !n.nick_template.contains("{local}") {
-                return Err(ConfigError::Invalid { key: key("nick_template"), reason: "must contain {local}".into() });
+                return Err(ConfigError::Invalid {
+                    key: key("nick_template"),
+                    reason: "must contain {local}".into(),
+                });
             }
             if self.irc.networks[..i].iter().any(|o| o.name == n.name) {
-                return Err(ConfigError::Invalid { key: key("name"), reason: "duplicate network name".into() });
+                return Err(ConfigError::Invalid {
+                    key: key("name"),
+                    reason: "duplicate network name".into(),
+                });
             }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
@@ -421,27 +491,33 @@ impl Config {
 
     /// `host:port` that XFR SB and RNG hand out.
     pub fn switchboard_address(&self) -> String {
-        self.msn
-            .switchboard_public
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}", self.msn.public_host, self.msn.switchboard_listen.port()))
+        self.msn.switchboard_public.clone().unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                self.msn.public_host,
+                self.msn.switchboard_listen.port()
+            )
+        })
     }
 
     /// `host:port` that XFR NS hands out.
     pub fn notification_address(&self) -> String {
-        self.msn
-            .notification_public
-            .clone()
-            .unwrap_or_else(|| {
-                let port = self.msn.notification_listen.unwrap_or(self.msn.listen).port();
-                format!("{}:{}", self.msn.public_host, port)
-            })
+        self.msn.notification_public.clone().unwrap_or_else(|| {
+            let port = self
+                .msn
+                .notification_listen
+                .unwrap_or(self.msn.listen)
+                .port();
+            format!("{}:{}", self.msn.public_host, port)
+        })
     }
 }
 
 fn is_host_port(v: &str) -> bool {
     match v.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok_and(|p| p > 0),
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
         None => false,
     }
 }
@@ -457,14 +533,22 @@ fn set_path(tree: &mut yaml_serde::Value, path: &[String], raw: &str) -> Result<
     }
     let mut node = tree;
     for key in parents {
-        let map = node.as_mapping_mut().ok_or_else(|| format!("{key}: parent is not a mapping"))?;
+        let map = node
+            .as_mapping_mut()
+            .ok_or_else(|| format!("{key}: parent is not a mapping"))?;
         node = map
             .entry(yaml_serde::Value::String(key.clone()))
             .or_insert_with(|| yaml_serde::Value::Mapping(Default::default()));
     }
-    let map = node.as_mapping_mut().ok_or_else(|| format!("{last}: parent is not a mapping"))?;
+    let map = node
+        .as_mapping_mut()
+        .ok_or_else(|| format!("{last}: parent is not a mapping"))?;
     let value = match yaml_serde::from_str::<yaml_serde::Value>(raw) {
-        Ok(v @ (yaml_serde::Value::Bool(_) | yaml_serde::Value::Number(_) | yaml_serde::Value::Null)) => v,
+        Ok(
+            v @ (yaml_serde::Value::Bool(_)
+            | yaml_serde::Value::Number(_)
+            | yaml_serde::Value::Null),
+        ) => v,
         _ => yaml_serde::Value::String(raw.to_string()),
     };
     map.insert(yaml_serde::Value::String(last.clone()), value);
@@ -479,7 +563,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        Config::load(
+            Some(&path),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
     }
 
     #[test]
@@ -494,7 +581,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_with_their_path() {
-        let err = load_str("msn:\n  lisen: 1.2.3.4:1\n", &[]).unwrap_err().to_string();
+        let err = load_str("msn:\n  lisen: 1.2.3.4:1\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("msn"), "{err}");
         assert!(err.contains("lisen"), "{err}");
         let err = load_str("bogus: 1\n", &[]).unwrap_err().to_string();
@@ -503,11 +592,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_their_path() {
-        let err = load_str("msn:\n  listen: not-an-address\n", &[]).unwrap_err().to_string();
+        let err = load_str("msn:\n  listen: not-an-address\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("msn.listen:"), "{err}");
-        let err = load_str("database:\n  url: mysql://x\n", &[]).unwrap_err().to_string();
+        let err = load_str("database:\n  url: mysql://x\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("database.url:"), "{err}");
-        let err = load_str("msn:\n  switchboard_public: nohost\n", &[]).unwrap_err().to_string();
+        let err = load_str("msn:\n  switchboard_public: nohost\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("msn.switchboard_public:"), "{err}");
     }
 
@@ -528,7 +623,9 @@ mod tests {
         assert!(c.msn.dispatch_redirect);
         assert_eq!(c.notification_address(), "127.0.0.1:1865");
         assert_eq!(c.database.url, "sqlite://x.db");
-        let err = load_str("", &[("MSNGATE__MSN__NOPE", "1")]).unwrap_err().to_string();
+        let err = load_str("", &[("MSNGATE__MSN__NOPE", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("nope"), "{err}");
     }
 }

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "msngate", version, about = "MSN Messenger gateway to Matrix and IRC")]
+#[command(
+    name = "msngate",
+    version,
+    about = "MSN Messenger gateway to Matrix and IRC"
+)]
 struct Cli {
     /// YAML configuration file; without it the built-in defaults apply.
     #[arg(long, global = true)]
@@ -120,8 +124,14 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("msngate: cannot start the runtime: {e}");
@@ -143,8 +153,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::User(cmd) => {
             let hub = msngate::app::build_hub(&config).await?;
             match cmd {
-                UserCommand::Add { email, password, nickname } => {
-                    let account = hub.accounts.create(&email, &password, nickname.as_deref()).await?;
+                UserCommand::Add {
+                    email,
+                    password,
+                    nickname,
+                } => {
+                    let account = hub
+                        .accounts
+                        .create(&email, &password, nickname.as_deref())
+                        .await?;
                     println!("created {} ({})", account.handle, account.friendly_name);
                 }
                 UserCommand::Passwd { email, password } => {
@@ -165,9 +182,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::CheckConfig => Ok(()),
         Command::Irc(IrcCommand::Credentials(cmd)) => irc_credentials(&config, cmd).await,
-        Command::Matrix(MatrixCommand::Puppet { email, token, remove }) => {
-            let matrix = config.matrix.as_ref().ok_or_else(|| anyhow::anyhow!("the configuration has no matrix section"))?;
-            let handle = msngate::core::handle::normalize(&email).ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))?;
+        Command::Matrix(MatrixCommand::Puppet {
+            email,
+            token,
+            remove,
+        }) => {
+            let matrix = config
+                .matrix
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the configuration has no matrix section"))?;
+            let handle = msngate::core::handle::normalize(&email)
+                .ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))?;
             let hub = msngate::app::build_hub(&config).await?;
             if remove {
                 if msngate::bridge::matrix::unlink_double_puppet(hub.store(), &handle).await? {
@@ -188,7 +213,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             if token.is_empty() {
                 anyhow::bail!("no access token given (pass --token or write it to standard input)");
             }
-            let mxid = msngate::bridge::matrix::link_double_puppet(matrix, hub.store(), &handle, &token).await?;
+            let mxid =
+                msngate::bridge::matrix::link_double_puppet(matrix, hub.store(), &handle, &token)
+                    .await?;
             println!("{handle}: messages now come from {mxid}");
             Ok(())
         }
@@ -198,7 +225,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("the configuration has no matrix section (matrix.homeserver_url, matrix.server_name, matrix.registration)"))?;
             let registration = msngate::bridge::matrix::registration::write(matrix)?;
-            println!("wrote {} (appservice id {}, url {})", matrix.registration.display(), registration.id, registration.url);
+            println!(
+                "wrote {} (appservice id {}, url {})",
+                matrix.registration.display(),
+                registration.id,
+                registration.url
+            );
             Ok(())
         }
     }
@@ -216,22 +248,38 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
         }
     };
     let account = |email: &str| {
-        msngate::core::handle::normalize(email).ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))
+        msngate::core::handle::normalize(email)
+            .ok_or_else(|| anyhow::anyhow!("{email} is not a valid handle"))
     };
     match cmd {
-        IrcCredentialsCommand::Set { email, network, account: login, password, nickserv } => {
+        IrcCredentialsCommand::Set {
+            email,
+            network,
+            account: login,
+            password,
+            nickserv,
+        } => {
             known_network(&network)?;
             let handle = account(&email)?;
             if hub.accounts.find(&handle).await?.is_none() {
                 anyhow::bail!("no account {handle}");
             }
             let credentials = if nickserv {
-                Credentials::NickServ { account: login, password }
+                Credentials::NickServ {
+                    account: login,
+                    password,
+                }
             } else {
-                Credentials::Sasl { account: login, password }
+                Credentials::Sasl {
+                    account: login,
+                    password,
+                }
             };
             db::set_credentials(pool, &handle, &network, &credentials).await?;
-            println!("stored {} credentials for {handle} on {network}", if nickserv { "NickServ" } else { "SASL" });
+            println!(
+                "stored {} credentials for {handle} on {network}",
+                if nickserv { "NickServ" } else { "SASL" }
+            );
         }
         IrcCredentialsCommand::Del { email, network } => {
             let handle = account(&email)?;

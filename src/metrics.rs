@@ -58,12 +58,30 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         let g = |v: &AtomicI64| v.load(Ordering::Relaxed);
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP msngate_connections Open client connections by server role.");
+        let _ = writeln!(
+            out,
+            "# HELP msngate_connections Open client connections by server role."
+        );
         let _ = writeln!(out, "# TYPE msngate_connections gauge");
-        let _ = writeln!(out, "msngate_connections{{role=\"dispatch\"}} {}", g(&self.dispatch_connections));
-        let _ = writeln!(out, "msngate_connections{{role=\"notification\"}} {}", g(&self.notification_connections));
-        let _ = writeln!(out, "msngate_connections{{role=\"switchboard\"}} {}", g(&self.switchboard_connections));
-        let _ = writeln!(out, "# HELP msngate_sessions Signed-in notification sessions by dialect.");
+        let _ = writeln!(
+            out,
+            "msngate_connections{{role=\"dispatch\"}} {}",
+            g(&self.dispatch_connections)
+        );
+        let _ = writeln!(
+            out,
+            "msngate_connections{{role=\"notification\"}} {}",
+            g(&self.notification_connections)
+        );
+        let _ = writeln!(
+            out,
+            "msngate_connections{{role=\"switchboard\"}} {}",
+            g(&self.switchboard_connections)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_sessions Signed-in notification sessions by dialect."
+        );
         let _ = writeln!(out, "# TYPE msngate_sessions gauge");
         for (n, v) in self.sessions_by_dialect.iter().enumerate().skip(2) {
             let _ = writeln!(out, "msngate_sessions{{dialect=\"MSNP{n}\"}} {}", g(v));
@@ -71,36 +89,107 @@ impl Metrics {
         let _ = writeln!(out, "# HELP msngate_online_users Users signed in.");
         let _ = writeln!(out, "# TYPE msngate_online_users gauge");
         let _ = writeln!(out, "msngate_online_users {online_users}");
-        let _ = writeln!(out, "# HELP msngate_conversations Open switchboard conversations.");
+        let _ = writeln!(
+            out,
+            "# HELP msngate_conversations Open switchboard conversations."
+        );
         let _ = writeln!(out, "# TYPE msngate_conversations gauge");
         let _ = writeln!(out, "msngate_conversations {conversations}");
-        let _ = writeln!(out, "# HELP msngate_signins_total Successful sign-ins by method.");
+        let _ = writeln!(
+            out,
+            "# HELP msngate_signins_total Successful sign-ins by method."
+        );
         let _ = writeln!(out, "# TYPE msngate_signins_total counter");
-        let _ = writeln!(out, "msngate_signins_total{{method=\"md5\"}} {}", c(&self.signins_md5));
-        let _ = writeln!(out, "msngate_signins_total{{method=\"passport\"}} {}", c(&self.signins_passport));
-        let _ = writeln!(out, "# HELP msngate_signin_refusals_total Refused sign-ins by reason.");
+        let _ = writeln!(
+            out,
+            "msngate_signins_total{{method=\"md5\"}} {}",
+            c(&self.signins_md5)
+        );
+        let _ = writeln!(
+            out,
+            "msngate_signins_total{{method=\"passport\"}} {}",
+            c(&self.signins_passport)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_signin_refusals_total Refused sign-ins by reason."
+        );
         let _ = writeln!(out, "# TYPE msngate_signin_refusals_total counter");
-        let _ = writeln!(out, "msngate_signin_refusals_total{{reason=\"credentials\"}} {}", c(&self.refusals_bad_credentials));
-        let _ = writeln!(out, "msngate_signin_refusals_total{{reason=\"protocol\"}} {}", c(&self.refusals_protocol));
-        let _ = writeln!(out, "# HELP msngate_passport_logins_total Passport HTTP logins by result.");
+        let _ = writeln!(
+            out,
+            "msngate_signin_refusals_total{{reason=\"credentials\"}} {}",
+            c(&self.refusals_bad_credentials)
+        );
+        let _ = writeln!(
+            out,
+            "msngate_signin_refusals_total{{reason=\"protocol\"}} {}",
+            c(&self.refusals_protocol)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_passport_logins_total Passport HTTP logins by result."
+        );
         let _ = writeln!(out, "# TYPE msngate_passport_logins_total counter");
-        let _ = writeln!(out, "msngate_passport_logins_total{{result=\"success\"}} {}", c(&self.passport_logins));
-        let _ = writeln!(out, "msngate_passport_logins_total{{result=\"refused\"}} {}", c(&self.passport_refusals));
-        let _ = writeln!(out, "# HELP msngate_messages_relayed_total Switchboard messages delivered to every other participant.");
+        let _ = writeln!(
+            out,
+            "msngate_passport_logins_total{{result=\"success\"}} {}",
+            c(&self.passport_logins)
+        );
+        let _ = writeln!(
+            out,
+            "msngate_passport_logins_total{{result=\"refused\"}} {}",
+            c(&self.passport_refusals)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_messages_relayed_total Switchboard messages delivered to every other participant."
+        );
         let _ = writeln!(out, "# TYPE msngate_messages_relayed_total counter");
-        let _ = writeln!(out, "msngate_messages_relayed_total {}", c(&self.messages_relayed));
-        let _ = writeln!(out, "# HELP msngate_messages_undelivered_total Switchboard messages at least one participant could not receive (sender got NAK).");
+        let _ = writeln!(
+            out,
+            "msngate_messages_relayed_total {}",
+            c(&self.messages_relayed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_messages_undelivered_total Switchboard messages at least one participant could not receive (sender got NAK)."
+        );
         let _ = writeln!(out, "# TYPE msngate_messages_undelivered_total counter");
-        let _ = writeln!(out, "msngate_messages_undelivered_total {}", c(&self.messages_undelivered));
-        let _ = writeln!(out, "# HELP msngate_bridge_queue_depth Outgoing bridge deliveries waiting.");
+        let _ = writeln!(
+            out,
+            "msngate_messages_undelivered_total {}",
+            c(&self.messages_undelivered)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_bridge_queue_depth Outgoing bridge deliveries waiting."
+        );
         let _ = writeln!(out, "# TYPE msngate_bridge_queue_depth gauge");
-        let _ = writeln!(out, "msngate_bridge_queue_depth {}", g(&self.bridge_queue_depth));
-        let _ = writeln!(out, "# HELP msngate_bridge_delivery_failures_total Bridge deliveries that failed and were reported to the sender.");
+        let _ = writeln!(
+            out,
+            "msngate_bridge_queue_depth {}",
+            g(&self.bridge_queue_depth)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_bridge_delivery_failures_total Bridge deliveries that failed and were reported to the sender."
+        );
         let _ = writeln!(out, "# TYPE msngate_bridge_delivery_failures_total counter");
-        let _ = writeln!(out, "msngate_bridge_delivery_failures_total {}", c(&self.bridge_delivery_failures));
-        let _ = writeln!(out, "# HELP msngate_bridge_reconnects_total Bridge reconnections.");
+        let _ = writeln!(
+            out,
+            "msngate_bridge_delivery_failures_total {}",
+            c(&self.bridge_delivery_failures)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_bridge_reconnects_total Bridge reconnections."
+        );
         let _ = writeln!(out, "# TYPE msngate_bridge_reconnects_total counter");
-        let _ = writeln!(out, "msngate_bridge_reconnects_total {}", c(&self.bridge_reconnects));
+        let _ = writeln!(
+            out,
+            "msngate_bridge_reconnects_total {}",
+            c(&self.bridge_reconnects)
+        );
         out
     }
 }

@@ -68,7 +68,10 @@ fn network(addr: SocketAddr, edit: impl FnOnce(&mut IrcNetworkConfig)) -> IrcCon
         stay_connected: false,
     };
     edit(&mut n);
-    IrcConfig { networks: vec![n], ..Default::default() }
+    IrcConfig {
+        networks: vec![n],
+        ..Default::default()
+    }
 }
 
 impl Fixture {

@@ -34,20 +34,41 @@ async fn metrics_health_and_ready_reflect_real_traffic() {
     bad.recv().await;
     bad.send("USR 2 MD5 I ops-alice@example.com").await;
     bad.recv().await;
-    bad.send("USR 3 MD5 S 00000000000000000000000000000000").await;
+    bad.send("USR 3 MD5 S 00000000000000000000000000000000")
+        .await;
     bad.expect("911 3").await;
 
     let (status, body) = http_get(server.http(), "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(metric(&body, "msngate_signins_total{method=\"md5\"}"), 1.0);
-    assert_eq!(metric(&body, "msngate_signins_total{method=\"passport\"}"), 1.0);
-    assert_eq!(metric(&body, "msngate_passport_logins_total{result=\"success\"}"), 1.0);
-    assert_eq!(metric(&body, "msngate_signin_refusals_total{reason=\"credentials\"}"), 1.0);
+    assert_eq!(
+        metric(&body, "msngate_signins_total{method=\"passport\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&body, "msngate_passport_logins_total{result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "msngate_signin_refusals_total{reason=\"credentials\"}"
+        ),
+        1.0
+    );
     assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP7\"}"), 1.0);
     assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP11\"}"), 1.0);
-    assert_eq!(metric(&body, "msngate_connections{role=\"notification\"}"), 3.0);
+    assert_eq!(
+        metric(&body, "msngate_connections{role=\"notification\"}"),
+        3.0
+    );
     assert_eq!(metric(&body, "msngate_online_users"), 2.0);
-    for name in ["msngate_messages_relayed_total", "msngate_bridge_queue_depth", "msngate_bridge_delivery_failures_total", "msngate_bridge_reconnects_total"] {
+    for name in [
+        "msngate_messages_relayed_total",
+        "msngate_bridge_queue_depth",
+        "msngate_bridge_delivery_failures_total",
+        "msngate_bridge_reconnects_total",
+    ] {
         metric(&body, name);
     }
 
@@ -56,7 +77,10 @@ async fn metrics_health_and_ready_reflect_real_traffic() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (_, body) = http_get(server.http(), "/metrics").await;
     assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP7\"}"), 0.0);
-    assert_eq!(metric(&body, "msngate_connections{role=\"notification\"}"), 1.0);
+    assert_eq!(
+        metric(&body, "msngate_connections{role=\"notification\"}"),
+        1.0
+    );
     assert_eq!(metric(&body, "msngate_online_users"), 1.0);
 }
 
@@ -64,8 +88,22 @@ async fn metrics_health_and_ready_reflect_real_traffic() {
 async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
     let dir = tempfile::tempdir().unwrap();
     let (config, ns, http) = binary_config(dir.path());
-    run_cli(&config, &["user", "add", "term-alice@example.com", "--password", PW, "--nickname", "Alice"]);
-    run_cli(&config, &["user", "add", "term-bob@example.com", "--password", PW]);
+    run_cli(
+        &config,
+        &[
+            "user",
+            "add",
+            "term-alice@example.com",
+            "--password",
+            PW,
+            "--nickname",
+            "Alice",
+        ],
+    );
+    run_cli(
+        &config,
+        &["user", "add", "term-bob@example.com", "--password", PW],
+    );
     let server = BinaryServer::spawn(&config, ns, http).await;
 
     let mut alice = sign_in_md5(ns, 7, "term-alice@example.com", PW).await;
@@ -80,11 +118,15 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
     let adg = alice.recv().await;
     assert_eq!(adg.name, "ADG", "{}", render(&adg));
     let group = adg.args[3].clone();
-    alice.send(&format!("ADD 7 FL term-bob@example.com Bob {group}")).await;
+    alice
+        .send(&format!("ADD 7 FL term-bob@example.com Bob {group}"))
+        .await;
     alice.recv_named("ADD").await;
     alice.send("ADD 8 BL term-bob@example.com Bob").await;
     assert_eq!(alice.recv_named("ADD").await.args[0], "8");
-    alice.send("REA 9 term-alice@example.com Alice%20Renamed").await;
+    alice
+        .send("REA 9 term-alice@example.com Alice%20Renamed")
+        .await;
     assert_eq!(alice.recv_named("REA").await.args[0], "9");
 
     let status = server.terminate().await;
@@ -98,8 +140,15 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
     alice.recv().await;
     alice.send("USR 2 MD5 I term-alice@example.com").await;
     let salt = alice.recv().await.args[3].clone();
-    alice.send(&format!("USR 3 MD5 S {}", msnp::auth::md5_login_hash(&salt, PW))).await;
-    alice.expect("USR 3 OK term-alice@example.com Alice%20Renamed 1").await;
+    alice
+        .send(&format!(
+            "USR 3 MD5 S {}",
+            msnp::auth::md5_login_hash(&salt, PW)
+        ))
+        .await;
+    alice
+        .expect("USR 3 OK term-alice@example.com Alice%20Renamed 1")
+        .await;
     alice.recv().await; // profile
     alice.send("SYN 4 0").await;
     let mut lines = Vec::new();
@@ -112,7 +161,16 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
         }
     }
     let text = lines.join("\n");
-    assert!(text.contains(&format!("LSG 4 5 2 2 {group} Friends 0")), "{text}");
-    assert!(text.contains(&format!("LST 4 FL 5 1 1 term-bob@example.com Bob {group}")), "{text}");
-    assert!(text.contains("LST 4 BL 5 1 1 term-bob@example.com Bob"), "{text}");
+    assert!(
+        text.contains(&format!("LSG 4 5 2 2 {group} Friends 0")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("LST 4 FL 5 1 1 term-bob@example.com Bob {group}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("LST 4 BL 5 1 1 term-bob@example.com Bob"),
+        "{text}"
+    );
 }

@@ -38,11 +38,21 @@ fn presence(handle: &str, status: Status, name: &str) -> Arc<Presence> {
 
 impl EchoNetwork {
     /// Joins `conversation` as `KNOWN` and answers every text with "echo: …".
-    fn join_and_echo(self: &Arc<Self>, conversation: Arc<Conversation>, hub: Arc<Hub>) -> Arc<ParticipantInfo> {
-        let me = Arc::new(ParticipantInfo { handle: KNOWN.into(), friendly_name: "Known Remote".into(), capabilities: 0x4000_0000 });
+    fn join_and_echo(
+        self: &Arc<Self>,
+        conversation: Arc<Conversation>,
+        hub: Arc<Hub>,
+    ) -> Arc<ParticipantInfo> {
+        let me = Arc::new(ParticipantInfo {
+            handle: KNOWN.into(),
+            friendly_name: "Known Remote".into(),
+            capabilities: 0x4000_0000,
+        });
         let outbox = Arc::new(Outbox::new(1000));
         let endpoint = hub.conversations.new_endpoint_id();
-        conversation.join(endpoint, me.clone(), outbox.clone(), false).expect("join");
+        conversation
+            .join(endpoint, me.clone(), outbox.clone(), false)
+            .expect("join");
         let me2 = me.clone();
         tokio::spawn(async move {
             loop {
@@ -51,11 +61,14 @@ impl EchoNetwork {
                 outbox.drain_into(&mut events);
                 for e in events {
                     if let ConversationEvent::Message { payload, .. } = e {
-                        let text = msnp::mime::MimeMessage::parse(&payload).and_then(|m| msnp::mime::text_body(&m)).unwrap_or_default();
+                        let text = msnp::mime::MimeMessage::parse(&payload)
+                            .and_then(|m| msnp::mime::text_body(&m))
+                            .unwrap_or_default();
                         if text.is_empty() {
                             continue; // typing notices and the like
                         }
-                        let reply = Bytes::from(msnp::mime::text_message(&format!("echo: {text}"), None));
+                        let reply =
+                            Bytes::from(msnp::mime::text_message(&format!("echo: {text}"), None));
                         conversation.relay(endpoint, &me2, &reply, None);
                     }
                 }
@@ -76,18 +89,31 @@ impl Network for EchoNetwork {
         handle.ends_with("@test.bridge")
     }
     fn resolve<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Option<Arc<Presence>>> {
-        Box::pin(async move { (handle == KNOWN).then(|| presence(KNOWN, Status::Online, "Known Remote")) })
+        Box::pin(async move {
+            (handle == KNOWN).then(|| presence(KNOWN, Status::Online, "Known Remote"))
+        })
     }
     fn watch(&self, local: &str, remote: &str, watching: bool) {
-        self.watched.lock().push((local.into(), remote.into(), watching));
+        self.watched
+            .lock()
+            .push((local.into(), remote.into(), watching));
     }
-    fn invite<'a>(&'a self, conversation: Arc<Conversation>, _inviter: Arc<ParticipantInfo>, remote: &'a str) -> BoxFuture<'a, Result<(), Unreachable>> {
+    fn invite<'a>(
+        &'a self,
+        conversation: Arc<Conversation>,
+        _inviter: Arc<ParticipantInfo>,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<(), Unreachable>> {
         Box::pin(async move {
             if remote != KNOWN {
                 return Err(Unreachable);
             }
             let hub = self.hub.lock().upgrade().ok_or(Unreachable)?;
-            let this = Arc::new(EchoNetwork { hub: Mutex::new(Arc::downgrade(&hub)), watched: Mutex::new(vec![]), local: Mutex::new(vec![]) });
+            let this = Arc::new(EchoNetwork {
+                hub: Mutex::new(Arc::downgrade(&hub)),
+                watched: Mutex::new(vec![]),
+                local: Mutex::new(vec![]),
+            });
             this.join_and_echo(conversation, hub);
             Ok(())
         })
@@ -101,7 +127,11 @@ impl Network for EchoNetwork {
 async fn remote_contacts_presence_and_chats_both_ways() {
     let server = start().await;
     let hub = server.running.hub.clone();
-    let network = Arc::new(EchoNetwork { hub: Mutex::new(Arc::downgrade(&hub)), watched: Mutex::new(vec![]), local: Mutex::new(vec![]) });
+    let network = Arc::new(EchoNetwork {
+        hub: Mutex::new(Arc::downgrade(&hub)),
+        watched: Mutex::new(vec![]),
+        local: Mutex::new(vec![]),
+    });
     hub.register_network(network.clone());
     server.add_user("rn-alice@example.com", PW, "Alice").await;
 
@@ -112,22 +142,42 @@ async fn remote_contacts_presence_and_chats_both_ways() {
     alice.expect("CHG 5 NLN 0").await;
     // The bridge hears that the MSN user is online.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(network.local.lock().iter().any(|p| &*p.handle == "rn-alice@example.com" && p.status == Status::Online));
+    assert!(
+        network
+            .local
+            .lock()
+            .iter()
+            .any(|p| &*p.handle == "rn-alice@example.com" && p.status == Status::Online)
+    );
 
     // A remote handle the bridge knows can be added; an unknown one cannot.
     alice.send(&format!("ADC 6 FL N={KNOWN} F=Known")).await;
     let adc = alice.recv().await;
-    assert_eq!(&render(&adc)[..render(&adc).find(" C=").unwrap()], format!("ADC 6 FL N={KNOWN} F=Known"));
+    assert_eq!(
+        &render(&adc)[..render(&adc).find(" C=").unwrap()],
+        format!("ADC 6 FL N={KNOWN} F=Known")
+    );
     // Blank phone data (BPR) comes first, as after adding any contact.
     let iln = alice.recv_named("ILN").await;
-    assert_eq!(render(&iln), format!("ILN 6 NLN {KNOWN} Known%20Remote {}", 0x4000_0000u32));
-    assert_eq!(network.watched.lock().last().cloned(), Some(("rn-alice@example.com".into(), KNOWN.into(), true)));
+    assert_eq!(
+        render(&iln),
+        format!("ILN 6 NLN {KNOWN} Known%20Remote {}", 0x4000_0000u32)
+    );
+    assert_eq!(
+        network.watched.lock().last().cloned(),
+        Some(("rn-alice@example.com".into(), KNOWN.into(), true))
+    );
     alice.send("ADC 7 FL N=nobody@test.bridge").await;
     alice.expect("208 7").await;
 
     // Remote presence reaches the MSN user at once.
     hub.remote_presence(presence(KNOWN, Status::Away, "Known Remote"));
-    alice.expect(&format!("NLN AWY {KNOWN} Known%20Remote {}", 0x4000_0000u32)).await;
+    alice
+        .expect(&format!(
+            "NLN AWY {KNOWN} Known%20Remote {}",
+            0x4000_0000u32
+        ))
+        .await;
     hub.remote_presence(presence(KNOWN, Status::Offline, "Known Remote"));
     alice.expect(&format!("FLN {KNOWN}")).await;
     hub.remote_presence(presence(KNOWN, Status::Online, "Known Remote"));
@@ -139,7 +189,8 @@ async fn remote_contacts_presence_and_chats_both_ways() {
     let sb_addr: std::net::SocketAddr = xfr.args[2].parse().unwrap();
     let cookie = xfr.args[4].clone();
     let mut sb = Client::connect(sb_addr).await;
-    sb.send(&format!("USR 1 rn-alice@example.com {cookie}")).await;
+    sb.send(&format!("USR 1 rn-alice@example.com {cookie}"))
+        .await;
     sb.expect("USR 1 OK rn-alice@example.com Alice").await;
     sb.send(&format!("CAL 2 {KNOWN}")).await;
     let cal = sb.recv().await;
@@ -163,37 +214,64 @@ async fn remote_contacts_presence_and_chats_both_ways() {
     }
     let echo = echo.unwrap();
     let parsed = msnp::mime::MimeMessage::parse(&echo).unwrap();
-    assert_eq!(msnp::mime::text_body(&parsed).as_deref(), Some("echo: héllo ✓"));
+    assert_eq!(
+        msnp::mime::text_body(&parsed).as_deref(),
+        Some("echo: héllo ✓")
+    );
 
     // The remote side starts a chat: the MSN client is rung and joins.
     let conversation = hub.conversations.create();
     let remote = network.join_and_echo(conversation.clone(), hub.clone());
-    hub.invite_local(&conversation, remote.clone(), "rn-alice@example.com").await.expect("ring");
+    hub.invite_local(&conversation, remote.clone(), "rn-alice@example.com")
+        .await
+        .expect("ring");
     let rng = alice.recv_named("RNG").await;
     assert_eq!(rng.args[0], conversation.id.to_string());
     assert_eq!(&rng.args[2..3], ["CKI"]);
     assert_eq!(&rng.args[4..6], [KNOWN, "Known%20Remote"]);
     let mut sb2 = Client::connect(rng.args[1].parse().unwrap()).await;
-    sb2.send(&format!("ANS 1 rn-alice@example.com {} {}", rng.args[3], rng.args[0])).await;
-    sb2.expect(&format!("IRO 1 1 1 {KNOWN} Known%20Remote")).await;
+    sb2.send(&format!(
+        "ANS 1 rn-alice@example.com {} {}",
+        rng.args[3], rng.args[0]
+    ))
+    .await;
+    sb2.expect(&format!("IRO 1 1 1 {KNOWN} Known%20Remote"))
+        .await;
     sb2.expect("ANS 1 OK").await;
-    conversation.relay(999_999, &remote, &Bytes::from(msnp::mime::text_message("from afar", None)), None);
+    conversation.relay(
+        999_999,
+        &remote,
+        &Bytes::from(msnp::mime::text_message("from afar", None)),
+        None,
+    );
     let msg = sb2.recv_named("MSG").await;
     assert_eq!(&msg.args[..2], [KNOWN, "Known%20Remote"]);
 
     // An offline or unknown MSN user cannot be rung.
     let conversation = hub.conversations.create();
     let remote = network.join_and_echo(conversation.clone(), hub.clone());
-    assert!(hub.invite_local(&conversation, remote, "nobody@example.com").await.is_err());
+    assert!(
+        hub.invite_local(&conversation, remote, "nobody@example.com")
+            .await
+            .is_err()
+    );
 
     // A remote user adding the MSN user puts them on the reverse list.
-    hub.remote_added_local("fan@test.bridge", "A Fan", "rn-alice@example.com").await.unwrap();
+    hub.remote_added_local("fan@test.bridge", "A Fan", "rn-alice@example.com")
+        .await
+        .unwrap();
     alice.expect("ADC 0 RL N=fan@test.bridge F=A%20Fan").await;
-    assert_eq!(hub.watchers_of(KNOWN).await.unwrap(), ["rn-alice@example.com"]);
+    assert_eq!(
+        hub.watchers_of(KNOWN).await.unwrap(),
+        ["rn-alice@example.com"]
+    );
 
     // Signing out tells the bridge.
     alice.send("OUT").await;
     alice.expect_closed().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(network.local.lock().last().map(|p| p.status), Some(Status::Offline));
+    assert_eq!(
+        network.local.lock().last().map(|p| p.status),
+        Some(Status::Offline)
+    );
 }

@@ -24,12 +24,25 @@ async fn md5_sign_in_for_msnp2_5_7_with_each_dialects_usr_ok() {
         c.expect("INF 2 MD5").await;
         c.send("USR 3 MD5 I Alice@Example.com").await;
         let salt = c.recv().await.args[3].clone();
-        c.send(&format!("USR 4 MD5 S {}", msnp::auth::md5_login_hash(&salt, PW))).await;
+        c.send(&format!(
+            "USR 4 MD5 S {}",
+            msnp::auth::md5_login_hash(&salt, PW)
+        ))
+        .await;
         c.expect(&format!("USR 4 {expected}")).await;
         let profile = c.recv().await;
-        assert_eq!(render(&profile), format!("MSG Hotmail Hotmail {}", profile.payload.as_ref().unwrap().len()));
+        assert_eq!(
+            render(&profile),
+            format!(
+                "MSG Hotmail Hotmail {}",
+                profile.payload.as_ref().unwrap().len()
+            )
+        );
         let body = String::from_utf8(profile.payload.unwrap().to_vec()).unwrap();
-        assert!(body.contains("Content-Type: text/x-msmsgsprofile"), "{body}");
+        assert!(
+            body.contains("Content-Type: text/x-msmsgsprofile"),
+            "{body}"
+        );
         c.send("OUT").await;
         c.expect_closed().await;
     }
@@ -49,16 +62,21 @@ async fn passport_sign_in_for_msnp8_to_12() {
         let mut c = Client::connect(server.ns()).await;
         c.send(&format!("VER 1 MSNP{dialect} MSNP8 CVR0")).await;
         c.expect(&format!("VER 1 MSNP{dialect}")).await;
-        c.send("CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0208 MSMSGS bob@example.com").await;
+        c.send("CVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0208 MSMSGS bob@example.com")
+            .await;
         let cvr = c.recv().await;
         assert_eq!(&cvr.args[..4], ["2", "6.2.0208", "6.2.0208", "6.2.0208"]);
         c.send("USR 3 TWN I bob@example.com").await;
         let challenge = c.recv().await;
         assert_eq!(&challenge.args[..3], ["3", "TWN", "S"]);
-        for key in ["lc=", "id=", "tw=", "fs=", "ru=", "ct=", "kpp=", "kv=", "ver=", "tpf="] {
+        for key in [
+            "lc=", "id=", "tw=", "fs=", "ru=", "ct=", "kpp=", "kv=", "ver=", "tpf=",
+        ] {
             assert!(challenge.args[3].contains(key), "challenge lacks {key}");
         }
-        let ticket = passport_login(server.http(), "bob@example.com", PW).await.expect("ticket");
+        let ticket = passport_login(server.http(), "bob@example.com", PW)
+            .await
+            .expect("ticket");
         c.send(&format!("USR 4 TWN S {ticket}")).await;
         c.expect(expected).await;
         if dialect >= 11 {
@@ -90,12 +108,18 @@ async fn wrong_password_and_unknown_account_are_refused() {
         c.expect("VER 1 MSNP7").await;
         c.send(&format!("USR 2 MD5 I {handle}")).await;
         let salt = c.recv().await.args[3].clone();
-        c.send(&format!("USR 3 MD5 S {}", msnp::auth::md5_login_hash(&salt, "wrong"))).await;
+        c.send(&format!(
+            "USR 3 MD5 S {}",
+            msnp::auth::md5_login_hash(&salt, "wrong")
+        ))
+        .await;
         c.expect("911 3").await;
     }
     // Passport: the HTTP login itself refuses, with the reply libpurple looks for.
     for handle in ["alice@example.com", "nobody@example.com"] {
-        let refused = passport_login(server.http(), handle, "wrong").await.unwrap_err();
+        let refused = passport_login(server.http(), handle, "wrong")
+            .await
+            .unwrap_err();
         assert_eq!(refused, "HTTP/1.1 401 Unauthorized");
     }
     // A client whose HTTP step failed may still send a meaningless ticket.
@@ -120,7 +144,11 @@ async fn the_md5_salt_does_not_reveal_whether_an_account_exists() {
         salts.push(c.recv().await.args[3].clone());
     }
     assert_eq!(salts[0], salts[1], "a decoy salt must be stable");
-    assert!(salts[0].contains('.'), "decoy salt looks like a real one: {}", salts[0]);
+    assert!(
+        salts[0].contains('.'),
+        "decoy salt looks like a real one: {}",
+        salts[0]
+    );
 }
 
 async fn twn_until_ticket(server: &TestServer, handle: &str) -> Client {
@@ -138,7 +166,9 @@ async fn tickets_are_single_use_bound_to_their_account_and_expire() {
     server.add_user("alice@example.com", PW, "Alice").await;
     server.add_user("eve@example.com", PW, "Eve").await;
 
-    let ticket = passport_login(server.http(), "alice@example.com", PW).await.unwrap();
+    let ticket = passport_login(server.http(), "alice@example.com", PW)
+        .await
+        .unwrap();
     // Another account cannot use it.
     let mut eve = twn_until_ticket(&server, "eve@example.com").await;
     eve.send(&format!("USR 3 TWN S {ticket}")).await;
@@ -151,7 +181,9 @@ async fn tickets_are_single_use_bound_to_their_account_and_expire() {
     again.send(&format!("USR 3 TWN S {ticket}")).await;
     again.expect("911 3").await;
     // An expired ticket is refused.
-    let stale = passport_login(server.http(), "alice@example.com", PW).await.unwrap();
+    let stale = passport_login(server.http(), "alice@example.com", PW)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let mut late = twn_until_ticket(&server, "alice@example.com").await;
     late.send(&format!("USR 3 TWN S {stale}")).await;
@@ -174,15 +206,15 @@ async fn malformed_and_out_of_order_input_closes_the_connection() {
     let server = start().await;
     server.add_user("alice@example.com", PW, "Alice").await;
     for (setup, bad) in [
-        (vec![], "SYN 1 0"),                        // command before VER
-        (vec![], "PNG"),                            // keep-alive before sign-in
-        (vec!["VER 1 MSNP8"], "INF 2"),             // INF is MSNP2-7 only
+        (vec![], "SYN 1 0"),                          // command before VER
+        (vec![], "PNG"),                              // keep-alive before sign-in
+        (vec!["VER 1 MSNP8"], "INF 2"),               // INF is MSNP2-7 only
         (vec!["VER 1 MSNP7"], "USR 2 TWN I a@b.com"), // wrong package for the dialect
         (vec!["VER 1 MSNP8"], "USR 2 MD5 I alice@example.com"),
-        (vec!["VER 1 MSNP8"], "CHG 2 NLN 0"),       // before sign-in
-        (vec!["VER 1 MSNP8"], "VER 2 MSNP8"),       // second VER
-        (vec!["VER 1 MSNP8"], "TOOLONGNAME 2"),     // not a command name
-        (vec!["VER 1 MSNP8"], "ZZZ 2"),             // unknown command
+        (vec!["VER 1 MSNP8"], "CHG 2 NLN 0"),   // before sign-in
+        (vec!["VER 1 MSNP8"], "VER 2 MSNP8"),   // second VER
+        (vec!["VER 1 MSNP8"], "TOOLONGNAME 2"), // not a command name
+        (vec!["VER 1 MSNP8"], "ZZZ 2"),         // unknown command
         (vec!["VER 1 MSNP8"], "USR 2 TWN S sometoken"), // S before I
         (vec!["VER 1 MSNP8"], "USR x TWN I alice@example.com"), // no TrID
     ] {
@@ -193,7 +225,11 @@ async fn malformed_and_out_of_order_input_closes_the_connection() {
         }
         c.send(bad).await;
         let seen = c.expect_closed().await;
-        assert!(seen.is_empty(), "{bad}: unexpected reply {:?}", seen.iter().map(render).collect::<Vec<_>>());
+        assert!(
+            seen.is_empty(),
+            "{bad}: unexpected reply {:?}",
+            seen.iter().map(render).collect::<Vec<_>>()
+        );
     }
     // Commands before sign-in of a signed-in-only kind, after a good start.
     let mut c = Client::connect(server.ns()).await;
@@ -229,7 +265,8 @@ async fn a_line_split_across_reads_is_reassembled() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     c.send_raw(b"P9 CVR0\r").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send_raw(b"\nCVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0208 MSMSGS a@b.com\r\nVER").await;
+    c.send_raw(b"\nCVR 2 0x0409 winnt 5.1 i386 MSNMSGR 6.2.0208 MSMSGS a@b.com\r\nVER")
+        .await;
     c.expect("VER 1 MSNP9").await;
     let cvr = c.recv().await;
     assert_eq!(cvr.name, "CVR");
@@ -273,7 +310,10 @@ async fn login_timeout_closes_silent_connections() {
 
 #[tokio::test]
 async fn dispatch_redirects_to_the_notification_server_when_configured() {
-    let ns_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let ns_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let server = start_with(|c| {
         c.msn.dispatch_redirect = true;
         c.msn.notification_listen = Some(ns_port);
@@ -286,11 +326,17 @@ async fn dispatch_redirects_to_the_notification_server_when_configured() {
         c.send(&format!("VER 1 MSNP{dialect}")).await;
         c.recv().await;
         let package = if dialect <= 7 { "MD5" } else { "TWN" };
-        c.send(&format!("USR 2 {package} I alice@example.com")).await;
+        c.send(&format!("USR 2 {package} I alice@example.com"))
+            .await;
         let xfr = c.recv().await;
         assert_eq!(&xfr.args[..2], ["2", "NS"]);
         assert_eq!(xfr.args[2], format!("127.0.0.1:{}", server.ns().port()));
-        assert_eq!(xfr.args.len() - 2, fields, "XFR form for MSNP{dialect}: {}", render(&xfr));
+        assert_eq!(
+            xfr.args.len() - 2,
+            fields,
+            "XFR form for MSNP{dialect}: {}",
+            render(&xfr)
+        );
         c.expect_closed().await;
     }
     // The advertised address really is a notification server.

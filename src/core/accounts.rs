@@ -51,14 +51,24 @@ impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher, legacy_md5: bool) -> Accounts {
         let mut decoy_secret = [0u8; 16];
         rand::fill(&mut decoy_secret);
-        Accounts { store, hasher, legacy_md5, decoy_secret }
+        Accounts {
+            store,
+            hasher,
+            legacy_md5,
+            decoy_secret,
+        }
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    pub async fn create(&self, raw_handle: &str, password: &str, nickname: Option<&str>) -> Result<AccountRow, AccountError> {
+    pub async fn create(
+        &self,
+        raw_handle: &str,
+        password: &str,
+        nickname: Option<&str>,
+    ) -> Result<AccountRow, AccountError> {
         let handle = handle::normalize(raw_handle).ok_or(AccountError::InvalidHandle)?;
         if handle::is_bridged(&handle) {
             return Err(AccountError::ReservedDomain);
@@ -68,7 +78,10 @@ impl Accounts {
         let (legacy_salt, legacy_digest) = self.legacy_pair(password);
         let account = AccountRow {
             id: (rand::random::<u64>() >> 11) as i64,
-            friendly_name: nickname.filter(|n| !n.is_empty()).unwrap_or(&handle).to_string(),
+            friendly_name: nickname
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&handle)
+                .to_string(),
             handle,
             password_hash,
             legacy_salt,
@@ -102,8 +115,16 @@ impl Accounts {
         let (salt, digest) = self.legacy_pair(password);
         self.store
             .apply(&[
-                Change::SetField { account_id: account.id, field: crate::store::AccountField::PasswordHash, value: hash },
-                Change::SetLegacyDigest { account_id: account.id, salt, digest },
+                Change::SetField {
+                    account_id: account.id,
+                    field: crate::store::AccountField::PasswordHash,
+                    value: hash,
+                },
+                Change::SetLegacyDigest {
+                    account_id: account.id,
+                    salt,
+                    digest,
+                },
             ])
             .await?;
         Ok(())
@@ -111,7 +132,11 @@ impl Accounts {
 
     pub async fn delete(&self, raw_handle: &str) -> Result<(), AccountError> {
         let handle = handle::normalize(raw_handle).ok_or(AccountError::InvalidHandle)?;
-        if self.store.delete_account(&handle).await? { Ok(()) } else { Err(AccountError::NotFound) }
+        if self.store.delete_account(&handle).await? {
+            Ok(())
+        } else {
+            Err(AccountError::NotFound)
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<AccountRow>, AccountError> {
@@ -126,10 +151,16 @@ impl Accounts {
     }
 
     /// Password check for Passport (HTTP) sign-in; hashing runs on the hashing threads.
-    pub async fn verify_password(&self, raw_handle: &str, password: &str) -> Result<AccountRow, SignInError> {
+    pub async fn verify_password(
+        &self,
+        raw_handle: &str,
+        password: &str,
+    ) -> Result<AccountRow, SignInError> {
         let account = self.find(raw_handle).await?;
         match account {
-            Some(account) if self.hasher.verify(password, &account.password_hash).await => Ok(account),
+            Some(account) if self.hasher.verify(password, &account.password_hash).await => {
+                Ok(account)
+            }
             Some(_) => Err(SignInError::WrongPassword),
             None => {
                 // Spend the same time as a real check so timing does not reveal the account.
@@ -159,12 +190,21 @@ impl Accounts {
     }
 
     /// Checks an MSNP2-7 `USR MD5 S` response: hex MD5(salt || password).
-    pub async fn verify_legacy(&self, raw_handle: &str, response: &str) -> Result<AccountRow, SignInError> {
-        let account = self.find(raw_handle).await?.ok_or(SignInError::UnknownAccount)?;
+    pub async fn verify_legacy(
+        &self,
+        raw_handle: &str,
+        response: &str,
+    ) -> Result<AccountRow, SignInError> {
+        let account = self
+            .find(raw_handle)
+            .await?
+            .ok_or(SignInError::UnknownAccount)?;
         if !self.legacy_md5 {
             return Err(SignInError::LegacyDisabled);
         }
-        let Some(digest) = account.legacy_digest.as_deref() else { return Err(SignInError::LegacyDisabled) };
+        let Some(digest) = account.legacy_digest.as_deref() else {
+            return Err(SignInError::LegacyDisabled);
+        };
         if constant_time_eq(digest.as_bytes(), response.to_ascii_lowercase().as_bytes()) {
             Ok(account)
         } else {
@@ -185,5 +225,9 @@ fn check_password(password: &str) -> Result<(), AccountError> {
 
 /// A salt in the shape the Microsoft service used (`1056561624.17795`).
 fn new_salt() -> String {
-    format!("{}.{}", 1_000_000_000 + rand::random::<u32>() % 1_000_000_000, rand::random::<u32>() % 100_000)
+    format!(
+        "{}.{}",
+        1_000_000_000 + rand::random::<u32>() % 1_000_000_000,
+        rand::random::<u32>() % 100_000
+    )
 }

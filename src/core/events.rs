@@ -12,7 +12,11 @@ pub enum SessionEvent {
     /// A watched contact went offline, hid, or blocked the user.
     ContactOffline(Arc<str>),
     /// Someone put the user on their forward list.
-    AddedBy { handle: Arc<str>, friendly_name: Arc<str>, list_version: i64 },
+    AddedBy {
+        handle: Arc<str>,
+        friendly_name: Arc<str>,
+        list_version: i64,
+    },
     /// Someone removed the user from their forward list.
     RemovedBy { handle: Arc<str>, list_version: i64 },
     /// An invitation into a conversation.

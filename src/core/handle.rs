@@ -9,7 +9,9 @@ pub fn normalize(raw: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_HANDLE_LEN {
         return None;
     }
-    if !raw.bytes().all(|b| b.is_ascii_graphic()) || raw.contains(['%', ',', '\'', '"', '<', '>', '\\']) {
+    if !raw.bytes().all(|b| b.is_ascii_graphic())
+        || raw.contains(['%', ',', '\'', '"', '<', '>', '\\'])
+    {
         return None;
     }
     let (local, domain) = raw.split_once('@')?;
@@ -48,13 +50,29 @@ mod tests {
 
     #[test]
     fn accepts_addresses_and_lowercases() {
-        assert_eq!(normalize("Alice@Example.COM").as_deref(), Some("alice@example.com"));
-        assert_eq!(normalize("nick@libera.irc").as_deref(), Some("nick@libera.irc"));
+        assert_eq!(
+            normalize("Alice@Example.COM").as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            normalize("nick@libera.irc").as_deref(),
+            Some("nick@libera.irc")
+        );
     }
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a@@b.com", "a b@c.com", "a@b..com", "a@b.com,"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@b..com",
+            "a@b.com,",
+        ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
         assert_eq!(normalize(&format!("{}@example.com", "a".repeat(130))), None);

@@ -15,8 +15,15 @@ use tokio::sync::oneshot;
 const OUTPUT_LEN: usize = 32;
 
 enum Job {
-    Hash { password: String, reply: oneshot::Sender<Result<String, HashError>> },
-    Verify { password: String, phc: String, reply: oneshot::Sender<bool> },
+    Hash {
+        password: String,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+    Verify {
+        password: String,
+        phc: String,
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,7 +41,11 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(threads: usize, memory_kib: u32, iterations: u32) -> Result<PasswordHasher, HashError> {
+    pub fn new(
+        threads: usize,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> Result<PasswordHasher, HashError> {
         let params = Params::new(memory_kib, iterations, 1, Some(OUTPUT_LEN))
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Job>();
@@ -53,14 +64,27 @@ impl PasswordHasher {
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let (reply, rx) = oneshot::channel();
-        self.jobs.send(Job::Hash { password: password.to_string(), reply }).map_err(|_| HashError::Stopped)?;
+        self.jobs
+            .send(Job::Hash {
+                password: password.to_string(),
+                reply,
+            })
+            .map_err(|_| HashError::Stopped)?;
         rx.await.map_err(|_| HashError::Stopped)?
     }
 
     /// Checks `password` against a stored PHC string.
     pub async fn verify(&self, password: &str, phc: &str) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.jobs.send(Job::Verify { password: password.to_string(), phc: phc.to_string(), reply }).is_err() {
+        if self
+            .jobs
+            .send(Job::Verify {
+                password: password.to_string(),
+                phc: phc.to_string(),
+                reply,
+            })
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -80,7 +104,11 @@ fn worker(rx: std::sync::Arc<parking_lot::Mutex<mpsc::Receiver<Job>>>, params: P
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&params, &password, &mut memory));
             }
-            Job::Verify { password, phc, reply } => {
+            Job::Verify {
+                password,
+                phc,
+                reply,
+            } => {
                 let _ = reply.send(verify_with(&params, &password, &phc, &mut memory));
             }
         }
@@ -95,11 +123,14 @@ fn hash_with(params: &Params, password: &str, memory: &mut [Block]) -> Result<St
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password_into_with_memory(password.as_bytes(), &salt_bytes, &mut out, &mut *memory)
         .map_err(|e| HashError::Failed(e.to_string()))?;
-    let output = argon2::password_hash::Output::new(&out).map_err(|e| HashError::Failed(e.to_string()))?;
+    let output =
+        argon2::password_hash::Output::new(&out).map_err(|e| HashError::Failed(e.to_string()))?;
     let phc = PasswordHash {
         algorithm: argon2::ARGON2ID_IDENT,
         version: Some(Version::V0x13.into()),
-        params: params.try_into().map_err(|e: argon2::password_hash::Error| HashError::Failed(e.to_string()))?,
+        params: params
+            .try_into()
+            .map_err(|e: argon2::password_hash::Error| HashError::Failed(e.to_string()))?,
         salt: Some(salt.as_salt()),
         hash: Some(output),
     };
@@ -107,16 +138,31 @@ fn hash_with(params: &Params, password: &str, memory: &mut [Block]) -> Result<St
 }
 
 fn verify_with(params: &Params, password: &str, phc: &str, memory: &mut [Block]) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    let Some(expected) = parsed.hash else { return false };
-    let Ok(stored_params) = Params::try_from(&parsed) else { return false };
-    let Some(salt) = parsed.salt else { return false };
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let Some(expected) = parsed.hash else {
+        return false;
+    };
+    let Ok(stored_params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let Some(salt) = parsed.salt else {
+        return false;
+    };
     let mut salt_buf = [0u8; 64];
-    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else { return false };
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
     let mut out = vec![0u8; expected.len()];
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, stored_params.clone());
     let result = if stored_params.block_count() == params.block_count() {
-        argon.hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut out, &mut *memory)
+        argon.hash_password_into_with_memory(
+            password.as_bytes(),
+            salt_bytes,
+            &mut out,
+            &mut *memory,
+        )
     } else {
         // Hashed under other settings: pay for a one-off buffer.
         argon.hash_password_into(password.as_bytes(), salt_bytes, &mut out)

@@ -24,7 +24,10 @@ pub enum TicketError {
 
 impl TicketIssuer {
     pub fn new(lifetime: Duration) -> TicketIssuer {
-        TicketIssuer { lifetime, tickets: Mutex::new(HashMap::new()) }
+        TicketIssuer {
+            lifetime,
+            tickets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Issues a ticket for `handle` (canonical form), in the `t=…&p=…` shape
@@ -43,7 +46,9 @@ impl TicketIssuer {
     /// Consumes `ticket` if it was issued to `handle` and has not expired.
     pub fn redeem(&self, ticket: &str, handle: &str) -> Result<(), TicketError> {
         let mut tickets = self.tickets.lock();
-        let Some((owner, expires)) = tickets.get(ticket) else { return Err(TicketError::Unknown) };
+        let Some((owner, expires)) = tickets.get(ticket) else {
+            return Err(TicketError::Unknown);
+        };
         if *expires <= Instant::now() {
             tickets.remove(ticket);
             return Err(TicketError::Expired);
@@ -72,11 +77,20 @@ mod tests {
         let issuer = TicketIssuer::new(Duration::from_secs(60));
         let t = issuer.issue("alice@example.com");
         assert!(t.starts_with("t=") && t.contains("&p=") && !t.contains([' ', ',', '\'']));
-        assert_eq!(issuer.redeem(&t, "bob@example.com"), Err(TicketError::WrongAccount));
+        assert_eq!(
+            issuer.redeem(&t, "bob@example.com"),
+            Err(TicketError::WrongAccount)
+        );
         assert_eq!(issuer.redeem(&t, "alice@example.com"), Ok(()));
-        assert_eq!(issuer.redeem(&t, "alice@example.com"), Err(TicketError::Unknown));
+        assert_eq!(
+            issuer.redeem(&t, "alice@example.com"),
+            Err(TicketError::Unknown)
+        );
         let short = TicketIssuer::new(Duration::from_millis(0));
         let t = short.issue("alice@example.com");
-        assert_eq!(short.redeem(&t, "alice@example.com"), Err(TicketError::Expired));
+        assert_eq!(
+            short.redeem(&t, "alice@example.com"),
+            Err(TicketError::Expired)
+        );
     }
 }

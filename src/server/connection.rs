@@ -26,7 +26,13 @@ impl Connection {
     pub fn new(stream: TcpStream, peer: SocketAddr, decoder: Decoder) -> Connection {
         // Request/reply traffic must not wait for Nagle + delayed ACK (~40 ms steps).
         let _ = stream.set_nodelay(true);
-        Connection { stream, peer, input: BytesMut::new(), output: BytesMut::new(), decoder }
+        Connection {
+            stream,
+            peer,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            decoder,
+        }
     }
 
     /// The next complete command already received, if any.
@@ -81,7 +87,9 @@ impl Connection {
             self.stream.write_all(&self.output).await?;
             self.output.clear();
         }
-        if self.output.capacity() > 16 * 1024 || (self.input.is_empty() && self.output.capacity() > 0) {
+        if self.output.capacity() > 16 * 1024
+            || (self.input.is_empty() && self.output.capacity() > 0)
+        {
             self.output = BytesMut::new();
         }
         if self.input.is_empty() && self.input.capacity() > 0 {

@@ -24,12 +24,24 @@ pub fn router(hub: Arc<Hub>, metrics: Arc<Metrics>, probes: Vec<Probe>) -> Route
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
-        .with_state(Ops { hub, metrics, probes: Arc::new(probes) })
+        .with_state(Ops {
+            hub,
+            metrics,
+            probes: Arc::new(probes),
+        })
 }
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
-    let body = ops.metrics.render(ops.hub.online_count(), ops.hub.conversations.len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    let body = ops
+        .metrics
+        .render(ops.hub.online_count(), ops.hub.conversations.len());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 /// Ready when the database answers and every configured bridge is running.
@@ -50,8 +62,18 @@ async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
     for (name, probe) in ops.probes.iter() {
         let up = probe();
         ok &= up;
-        body.push_str(&format!("{name}: {}\n", if up { "ok" } else { "not running" }));
+        body.push_str(&format!(
+            "{name}: {}\n",
+            if up { "ok" } else { "not running" }
+        ));
     }
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, format!("{}\n{body}", if ok { "ready" } else { "not ready" }))
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        format!("{}\n{body}", if ok { "ready" } else { "not ready" }),
+    )
 }

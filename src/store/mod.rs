@@ -85,7 +85,9 @@ impl AccountField {
             AccountField::FriendlyName => "UPDATE accounts SET friendly_name = $2 WHERE id = $1",
             AccountField::Blp => "UPDATE accounts SET blp = $2 WHERE id = $1",
             AccountField::Gtc => "UPDATE accounts SET gtc = $2 WHERE id = $1",
-            AccountField::PersonalMessage => "UPDATE accounts SET personal_message = $2 WHERE id = $1",
+            AccountField::PersonalMessage => {
+                "UPDATE accounts SET personal_message = $2 WHERE id = $1"
+            }
             AccountField::PasswordHash => "UPDATE accounts SET password_hash = $2 WHERE id = $1",
         }
     }
@@ -96,23 +98,71 @@ impl AccountField {
 pub enum Change {
     /// Sets list bits on a contact row, creating it with `guid`/`stored_name` if absent.
     /// Bits are OR-ed in SQL so concurrent edits of different bits never overwrite each other.
-    AddLists { account_id: i64, handle: String, guid: String, stored_name: String, bits: i64 },
+    AddLists {
+        account_id: i64,
+        handle: String,
+        guid: String,
+        stored_name: String,
+        bits: i64,
+    },
     /// Clears list bits; a row left on no list is deleted with its group memberships.
-    RemoveLists { account_id: i64, handle: String, bits: i64 },
-    SetStoredName { account_id: i64, handle: String, name: String },
-    AddMembership { account_id: i64, handle: String, group: i64 },
-    RemoveMembership { account_id: i64, handle: String, group: i64 },
+    RemoveLists {
+        account_id: i64,
+        handle: String,
+        bits: i64,
+    },
+    SetStoredName {
+        account_id: i64,
+        handle: String,
+        name: String,
+    },
+    AddMembership {
+        account_id: i64,
+        handle: String,
+        group: i64,
+    },
+    RemoveMembership {
+        account_id: i64,
+        handle: String,
+        group: i64,
+    },
     /// Removes every group membership of a contact (it left the forward list).
-    ClearMemberships { account_id: i64, handle: String },
-    UpsertGroup { account_id: i64, group: GroupRow },
+    ClearMemberships {
+        account_id: i64,
+        handle: String,
+    },
+    UpsertGroup {
+        account_id: i64,
+        group: GroupRow,
+    },
     /// Deletes a group and its memberships.
-    DeleteGroup { account_id: i64, number: i64 },
-    SetField { account_id: i64, field: AccountField, value: String },
+    DeleteGroup {
+        account_id: i64,
+        number: i64,
+    },
+    SetField {
+        account_id: i64,
+        field: AccountField,
+        value: String,
+    },
     /// Increments the MSNP2-9 list version.
-    BumpListVersion { account_id: i64 },
-    SetLegacyDigest { account_id: i64, salt: Option<String>, digest: Option<String> },
-    SetProperty { account_id: i64, name: String, value: String },
-    DeleteProperty { account_id: i64, name: String },
+    BumpListVersion {
+        account_id: i64,
+    },
+    SetLegacyDigest {
+        account_id: i64,
+        salt: Option<String>,
+        digest: Option<String>,
+    },
+    SetProperty {
+        account_id: i64,
+        name: String,
+        value: String,
+    },
+    DeleteProperty {
+        account_id: i64,
+        name: String,
+    },
 }
 
 #[derive(Clone)]
@@ -122,7 +172,10 @@ pub struct Store {
 }
 
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Store {
@@ -130,8 +183,16 @@ impl Store {
     /// runs the embedded migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
-        let url = if backend == Backend::Sqlite { prepare_sqlite_url(url)? } else { url.to_string() };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = if backend == Backend::Sqlite {
+            prepare_sqlite_url(url)?
+        } else {
+            url.to_string()
+        };
         let mut options = AnyPoolOptions::new().max_connections(max_connections);
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
@@ -192,14 +253,20 @@ impl Store {
     }
 
     pub async fn account_by_handle(&self, handle: &str) -> Result<Option<AccountRow>, StoreError> {
-        Ok(sqlx::query_as::<_, AccountRow>("SELECT * FROM accounts WHERE handle = $1")
-            .bind(handle)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, AccountRow>("SELECT * FROM accounts WHERE handle = $1")
+                .bind(handle)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn list_accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
-        Ok(sqlx::query_as::<_, AccountRow>("SELECT * FROM accounts ORDER BY handle").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, AccountRow>("SELECT * FROM accounts ORDER BY handle")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Deletes an account and everything it owns; other users keep it on
@@ -219,7 +286,10 @@ impl Store {
         ] {
             sqlx::query(statement).bind(id).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM accounts WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -233,7 +303,10 @@ impl Store {
         .bind(handle)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()?)
+        Ok(rows
+            .into_iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
     pub async fn load_roster(&self, account_id: i64) -> Result<RosterRows, StoreError> {
@@ -249,21 +322,28 @@ impl Store {
         .bind(account_id)
         .fetch_all(&self.pool)
         .await?;
-        let memberships = sqlx::query("SELECT handle, group_number FROM group_members WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let properties = sqlx::query("SELECT name, value FROM account_properties WHERE account_id = $1")
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(RosterRows { contacts, groups, memberships, properties })
+        let memberships =
+            sqlx::query("SELECT handle, group_number FROM group_members WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let properties =
+            sqlx::query("SELECT name, value FROM account_properties WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(RosterRows {
+            contacts,
+            groups,
+            memberships,
+            properties,
+        })
     }
 
     /// Applies `changes` atomically: all of them are committed, or none.
@@ -280,9 +360,18 @@ impl Store {
     }
 }
 
-async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -> Result<(), sqlx::Error> {
+async fn apply_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    change: &Change,
+) -> Result<(), sqlx::Error> {
     match change {
-        Change::AddLists { account_id, handle, guid, stored_name, bits } => {
+        Change::AddLists {
+            account_id,
+            handle,
+            guid,
+            stored_name,
+            bits,
+        } => {
             sqlx::query(
                 "INSERT INTO contacts (account_id, handle, guid, stored_name, lists) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (account_id, handle) DO UPDATE SET lists = contacts.lists | excluded.lists",
@@ -295,18 +384,26 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
             .execute(&mut **tx)
             .await?;
         }
-        Change::RemoveLists { account_id, handle, bits } => {
-            sqlx::query("UPDATE contacts SET lists = lists & $3 WHERE account_id = $1 AND handle = $2")
-                .bind(account_id)
-                .bind(handle)
-                .bind(!bits)
-                .execute(&mut **tx)
-                .await?;
-            let gone = sqlx::query("DELETE FROM contacts WHERE account_id = $1 AND handle = $2 AND lists = 0")
-                .bind(account_id)
-                .bind(handle)
-                .execute(&mut **tx)
-                .await?;
+        Change::RemoveLists {
+            account_id,
+            handle,
+            bits,
+        } => {
+            sqlx::query(
+                "UPDATE contacts SET lists = lists & $3 WHERE account_id = $1 AND handle = $2",
+            )
+            .bind(account_id)
+            .bind(handle)
+            .bind(!bits)
+            .execute(&mut **tx)
+            .await?;
+            let gone = sqlx::query(
+                "DELETE FROM contacts WHERE account_id = $1 AND handle = $2 AND lists = 0",
+            )
+            .bind(account_id)
+            .bind(handle)
+            .execute(&mut **tx)
+            .await?;
             if gone.rows_affected() > 0 {
                 sqlx::query("DELETE FROM group_members WHERE account_id = $1 AND handle = $2")
                     .bind(account_id)
@@ -315,15 +412,25 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
                     .await?;
             }
         }
-        Change::SetStoredName { account_id, handle, name } => {
-            sqlx::query("UPDATE contacts SET stored_name = $3 WHERE account_id = $1 AND handle = $2")
-                .bind(account_id)
-                .bind(handle)
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
+        Change::SetStoredName {
+            account_id,
+            handle,
+            name,
+        } => {
+            sqlx::query(
+                "UPDATE contacts SET stored_name = $3 WHERE account_id = $1 AND handle = $2",
+            )
+            .bind(account_id)
+            .bind(handle)
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
         }
-        Change::AddMembership { account_id, handle, group } => {
+        Change::AddMembership {
+            account_id,
+            handle,
+            group,
+        } => {
             sqlx::query(
                 "INSERT INTO group_members (account_id, handle, group_number) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING",
@@ -334,7 +441,11 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
             .execute(&mut **tx)
             .await?;
         }
-        Change::RemoveMembership { account_id, handle, group } => {
+        Change::RemoveMembership {
+            account_id,
+            handle,
+            group,
+        } => {
             sqlx::query("DELETE FROM group_members WHERE account_id = $1 AND handle = $2 AND group_number = $3")
                 .bind(account_id)
                 .bind(handle)
@@ -373,7 +484,11 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
                 .execute(&mut **tx)
                 .await?;
         }
-        Change::SetField { account_id, field, value } => {
+        Change::SetField {
+            account_id,
+            field,
+            value,
+        } => {
             sqlx::query(field.update_statement())
                 .bind(account_id)
                 .bind(value)
@@ -386,7 +501,11 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
                 .execute(&mut **tx)
                 .await?;
         }
-        Change::SetLegacyDigest { account_id, salt, digest } => {
+        Change::SetLegacyDigest {
+            account_id,
+            salt,
+            digest,
+        } => {
             sqlx::query("UPDATE accounts SET legacy_salt = $2, legacy_digest = $3 WHERE id = $1")
                 .bind(account_id)
                 .bind(salt)
@@ -394,7 +513,11 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
                 .execute(&mut **tx)
                 .await?;
         }
-        Change::SetProperty { account_id, name, value } => {
+        Change::SetProperty {
+            account_id,
+            name,
+            value,
+        } => {
             sqlx::query(
                 "INSERT INTO account_properties (account_id, name, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (account_id, name) DO UPDATE SET value = excluded.value",
@@ -419,13 +542,23 @@ async fn apply_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, change: &Change) -
 /// Makes sure the SQLite file's folder exists and the file is created on
 /// first start (`mode=rwc`).
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty()
+    if path != ":memory:"
+        && !path.is_empty()
         && let Some(parent) = Path::new(path).parent()
-            && !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-    let query = if query.contains("mode=") { query.to_string() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".into()
+    } else {
+        format!("{query}&mode=rwc")
+    };
     Ok(format!("sqlite://{path}?{query}"))
 }

@@ -49,7 +49,12 @@ impl Command {
     /// Renders the command back to wire bytes (used by clients and tests).
     pub fn encode(&self, out: &mut BytesMut) {
         let mut line = self.name.clone();
-        for arg in &self.args {
+        // A decoded payload command already ends with its length; it is written anew.
+        let args = match self.payload {
+            Some(_) => &self.args[..self.args.len().saturating_sub(1)],
+            None => &self.args[..],
+        };
+        for arg in args {
             line.push(' ');
             line.push_str(arg);
         }
@@ -92,12 +97,20 @@ pub struct Decoder {
 impl Decoder {
     /// Decoder for what clients send to a server.
     pub fn client_to_server(max_payload: usize) -> Decoder {
-        Decoder { max_line: MAX_LINE, max_payload, payload_commands: CLIENT_PAYLOAD_COMMANDS }
+        Decoder {
+            max_line: MAX_LINE,
+            max_payload,
+            payload_commands: CLIENT_PAYLOAD_COMMANDS,
+        }
     }
 
     /// Decoder for what a server sends to clients (test clients, the load generator).
     pub fn server_to_client() -> Decoder {
-        Decoder { max_line: MAX_LINE, max_payload: 1 << 20, payload_commands: SERVER_PAYLOAD_COMMANDS }
+        Decoder {
+            max_line: MAX_LINE,
+            max_payload: 1 << 20,
+            payload_commands: SERVER_PAYLOAD_COMMANDS,
+        }
     }
 
     pub fn with_max_line(mut self, max_line: usize) -> Decoder {
@@ -140,14 +153,27 @@ impl Decoder {
             let args: Vec<String> = tokens.collect();
             if !self.payload_commands.contains(&name.as_str()) {
                 buf.advance(lf + 1);
-                return Ok(Some(Command { name, args, payload: None }));
+                return Ok(Some(Command {
+                    name,
+                    args,
+                    payload: None,
+                }));
             }
             let len = args
                 .last()
-                .and_then(|t| if t.bytes().all(|b| b.is_ascii_digit()) { t.parse::<usize>().ok() } else { None })
+                .and_then(|t| {
+                    if t.bytes().all(|b| b.is_ascii_digit()) {
+                        t.parse::<usize>().ok()
+                    } else {
+                        None
+                    }
+                })
                 .ok_or_else(|| FrameError::BadPayloadLength(name.clone()))?;
             if len > self.max_payload {
-                return Err(FrameError::PayloadTooLarge { len, max: self.max_payload });
+                return Err(FrameError::PayloadTooLarge {
+                    len,
+                    max: self.max_payload,
+                });
             }
             if buf.len() < lf + 1 + len {
                 // Reserve once so a large payload arriving in pieces is not re-copied.
@@ -156,7 +182,11 @@ impl Decoder {
             }
             buf.advance(lf + 1);
             let payload = buf.split_to(len).freeze();
-            return Ok(Some(Command { name, args, payload: Some(payload) }));
+            return Ok(Some(Command {
+                name,
+                args,
+                payload: Some(payload),
+            }));
         }
     }
 }
@@ -199,7 +229,11 @@ mod tests {
     #[test]
     fn decodes_lines_and_payloads() {
         let d = Decoder::client_to_server(MAX_SWITCHBOARD_PAYLOAD);
-        let cmds = decode_all(&d, b"VER 1 MSNP8 CVR0\r\nMSG 4 A 5\r\nHelloCAL 5 bob@example.com\n").unwrap();
+        let cmds = decode_all(
+            &d,
+            b"VER 1 MSNP8 CVR0\r\nMSG 4 A 5\r\nHelloCAL 5 bob@example.com\n",
+        )
+        .unwrap();
         assert_eq!(cmds.len(), 3);
         assert_eq!(cmds[0].name, "VER");
         assert_eq!(cmds[0].args, ["1", "MSNP8", "CVR0"]);
@@ -236,14 +270,32 @@ mod tests {
         let d = Decoder::client_to_server(1664);
         assert_eq!(
             decode_all(&d, b"MSG 1 A 1665\r\n"),
-            Err(FrameError::PayloadTooLarge { len: 1665, max: 1664 })
+            Err(FrameError::PayloadTooLarge {
+                len: 1665,
+                max: 1664
+            })
         );
-        assert_eq!(decode_all(&d, b"MSG 1 A\r\n"), Err(FrameError::BadPayloadLength("MSG".into())));
-        assert_eq!(decode_all(&d, b"MSG 1 A -5\r\n"), Err(FrameError::BadPayloadLength("MSG".into())));
-        assert!(matches!(decode_all(&d, b"TOOLONG 1\r\n"), Err(FrameError::BadName(_))));
-        assert!(matches!(decode_all(&d, b"V\xffR 1\r\n"), Err(FrameError::BadName(_))));
+        assert_eq!(
+            decode_all(&d, b"MSG 1 A\r\n"),
+            Err(FrameError::BadPayloadLength("MSG".into()))
+        );
+        assert_eq!(
+            decode_all(&d, b"MSG 1 A -5\r\n"),
+            Err(FrameError::BadPayloadLength("MSG".into()))
+        );
+        assert!(matches!(
+            decode_all(&d, b"TOOLONG 1\r\n"),
+            Err(FrameError::BadName(_))
+        ));
+        assert!(matches!(
+            decode_all(&d, b"V\xffR 1\r\n"),
+            Err(FrameError::BadName(_))
+        ));
         let long = vec![b'A'; MAX_LINE + 2];
-        assert_eq!(decode_all(&d, &long), Err(FrameError::LineTooLong { max: MAX_LINE }));
+        assert_eq!(
+            decode_all(&d, &long),
+            Err(FrameError::LineTooLong { max: MAX_LINE })
+        );
     }
 
     #[test]
@@ -263,15 +315,33 @@ mod tests {
         let mut input = b"MSG 9 D 6\r\n".to_vec();
         input.extend_from_slice(&[0, 0xff, b'\r', b'\n', 0, 1]);
         let cmds = decode_all(&d, &input).unwrap();
-        assert_eq!(cmds[0].payload.as_deref(), Some(&[0, 0xff, b'\r', b'\n', 0, 1][..]));
+        assert_eq!(
+            cmds[0].payload.as_deref(),
+            Some(&[0, 0xff, b'\r', b'\n', 0, 1][..])
+        );
     }
 
     #[test]
     fn encodes_byte_lengths() {
         let mut out = BytesMut::new();
         write_payload_command(&mut out, "MSG alice@example.com Alice", "héllo".as_bytes());
-        assert_eq!(&out[..], "MSG alice@example.com Alice 6\r\nhéllo".as_bytes());
-        let cmd = Command { name: "OUT".into(), args: vec![], payload: None };
+        assert_eq!(
+            &out[..],
+            "MSG alice@example.com Alice 6\r\nhéllo".as_bytes()
+        );
+        let mut d = BytesMut::from(&b"MSG 1 A 2\r\nhi"[..]);
+        let decoded = Decoder::client_to_server(10)
+            .decode(&mut d)
+            .unwrap()
+            .unwrap();
+        let mut again = BytesMut::new();
+        decoded.encode(&mut again);
+        assert_eq!(&again[..], b"MSG 1 A 2\r\nhi");
+        let cmd = Command {
+            name: "OUT".into(),
+            args: vec![],
+            payload: None,
+        };
         let mut out = BytesMut::new();
         cmd.encode(&mut out);
         assert_eq!(&out[..], b"OUT\r\n");

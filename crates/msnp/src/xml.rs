@@ -26,11 +26,13 @@ fn entity(name: &str) -> Option<char> {
         "quot" => Some('"'),
         "apos" => Some('\''),
         _ => {
-            let code = if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
-                u32::from_str_radix(hex, 16).ok()
-            } else {
-                name.strip_prefix('#').and_then(|dec| dec.parse::<u32>().ok())
-            };
+            let code =
+                if let Some(hex) = name.strip_prefix("#x").or_else(|| name.strip_prefix("#X")) {
+                    u32::from_str_radix(hex, 16).ok()
+                } else {
+                    name.strip_prefix('#')
+                        .and_then(|dec| dec.parse::<u32>().ok())
+                };
             code.and_then(char::from_u32)
         }
     }
@@ -60,7 +62,11 @@ pub fn unescape_lenient(text: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         let after = &rest[amp..];
-        let decoded = after.bytes().take(13).position(|b| b == b';').and_then(|end| entity(&after[1..end]).map(|c| (c, end)));
+        let decoded = after
+            .bytes()
+            .take(13)
+            .position(|b| b == b';')
+            .and_then(|end| entity(&after[1..end]).map(|c| (c, end)));
         match decoded {
             Some((c, end)) => {
                 out.push(c);
@@ -89,7 +95,10 @@ mod tests {
         assert_eq!(unescape("&bogus;"), None);
         assert_eq!(unescape("a & b"), None);
         assert_eq!(unescape("&#xD800;"), None);
-        assert_eq!(unescape_lenient("&#1114112;&#xD800;&"), "&#1114112;&#xD800;&");
+        assert_eq!(
+            unescape_lenient("&#1114112;&#xD800;&"),
+            "&#1114112;&#xD800;&"
+        );
         assert_eq!(unescape_lenient("a &amp; b & c"), "a & b & c");
     }
 }

@@ -41,7 +41,12 @@ impl Hub {
     }
 
     pub fn network_for(&self, handle: &str) -> Option<Arc<dyn Network>> {
-        self.remote.networks.read().iter().find(|n| n.owns(handle)).cloned()
+        self.remote
+            .networks
+            .read()
+            .iter()
+            .find(|n| n.owns(handle))
+            .cloned()
     }
 
     pub(super) fn tell_networks(&self, presence: &Arc<Presence>) {
@@ -64,7 +69,11 @@ impl Hub {
             return;
         }
         let Ok(handles) = self
-            .with_roster(session, |r| r.list_members(List::Forward).map(|c| c.handle.clone()).collect::<Vec<_>>())
+            .with_roster(session, |r| {
+                r.list_members(List::Forward)
+                    .map(|c| c.handle.clone())
+                    .collect::<Vec<_>>()
+            })
             .await
         else {
             return;
@@ -72,7 +81,10 @@ impl Hub {
         let mut watchers = self.remote.watchers.lock();
         for h in handles {
             if self.network_for(&h).is_some() {
-                watchers.entry(h).or_default().insert(session.handle.clone());
+                watchers
+                    .entry(h)
+                    .or_default()
+                    .insert(session.handle.clone());
             }
         }
     }
@@ -89,19 +101,40 @@ impl Hub {
     /// their forward list see it at once.
     pub fn remote_presence(&self, presence: Arc<Presence>) {
         let handle = presence.handle.to_string();
-        let old = self.remote.presence.write().insert(handle.clone(), presence.clone());
-        let watchers: Vec<Arc<str>> = self.remote.watchers.lock().get(&handle).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let old = self
+            .remote
+            .presence
+            .write()
+            .insert(handle.clone(), presence.clone());
+        let watchers: Vec<Arc<str>> = self
+            .remote
+            .watchers
+            .lock()
+            .get(&handle)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
         let was_visible = old.as_ref().is_some_and(|o| o.status.is_visible());
         for w in watchers {
-            let Some(session) = self.session(&w) else { continue };
+            let Some(session) = self.session(&w) else {
+                continue;
+            };
             if presence.status.is_visible() {
-                let _ = session.outbox.push(SessionEvent::ContactPresence(presence.clone()));
-                let psm_changed = old.as_ref().map(|o| o.personal_message != presence.personal_message).unwrap_or(true);
+                let _ = session
+                    .outbox
+                    .push(SessionEvent::ContactPresence(presence.clone()));
+                let psm_changed = old
+                    .as_ref()
+                    .map(|o| o.personal_message != presence.personal_message)
+                    .unwrap_or(true);
                 if psm_changed && (!presence.personal_message.is_empty() || was_visible) {
-                    let _ = session.outbox.push(SessionEvent::ContactPersonalMessage(presence.clone()));
+                    let _ = session
+                        .outbox
+                        .push(SessionEvent::ContactPersonalMessage(presence.clone()));
                 }
             } else if was_visible {
-                let _ = session.outbox.push(SessionEvent::ContactOffline(presence.handle.clone()));
+                let _ = session
+                    .outbox
+                    .push(SessionEvent::ContactOffline(presence.handle.clone()));
             }
         }
     }
@@ -109,14 +142,25 @@ impl Hub {
     /// List edits about a remote handle: no reverse list on the other side,
     /// but the bridge is asked whether the handle exists and told who watches it.
     /// `None` when the edit is not about a remote handle.
-    pub(super) async fn edit_remote(&self, session: &Session, edit: &RosterEdit) -> Option<Result<EditOutcome, HubError>> {
+    pub(super) async fn edit_remote(
+        &self,
+        session: &Session,
+        edit: &RosterEdit,
+    ) -> Option<Result<EditOutcome, HubError>> {
         let (handle, adding, list) = match edit {
             RosterEdit::Add { handle, list, .. } => (handle, true, *list),
-            RosterEdit::Remove { handle, list, group: None } => (handle, false, *list),
+            RosterEdit::Remove {
+                handle,
+                list,
+                group: None,
+            } => (handle, false, *list),
             _ => return None,
         };
         let network = self.network_for(handle)?;
-        Some(self.edit_remote_inner(session, edit, handle, adding, list, network).await)
+        Some(
+            self.edit_remote_inner(session, edit, handle, adding, list, network)
+                .await,
+        )
     }
 
     async fn edit_remote_inner(
@@ -129,8 +173,14 @@ impl Hub {
         network: Arc<dyn Network>,
     ) -> Result<EditOutcome, HubError> {
         let resolved = if adding {
-            let p = network.resolve(handle).await.ok_or(ListError::UnknownAccount)?;
-            self.remote.presence.write().insert(handle.to_string(), p.clone());
+            let p = network
+                .resolve(handle)
+                .await
+                .ok_or(ListError::UnknownAccount)?;
+            self.remote
+                .presence
+                .write()
+                .insert(handle.to_string(), p.clone());
             Some(p)
         } else {
             None
@@ -138,18 +188,34 @@ impl Hub {
         let mut guard = self.load(&session.cell).await?;
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
         let changes = match edit {
-            RosterEdit::Add { list, handle, stored_name, group } => roster.plan_add(*list, handle, stored_name, *group)?,
-            RosterEdit::Remove { list, handle, group } => roster.plan_remove(*list, handle, *group)?,
+            RosterEdit::Add {
+                list,
+                handle,
+                stored_name,
+                group,
+            } => roster.plan_add(*list, handle, stored_name, *group)?,
+            RosterEdit::Remove {
+                list,
+                handle,
+                group,
+            } => roster.plan_remove(*list, handle, *group)?,
             _ => return Err(ListError::InvalidHandle.into()),
         };
         self.store.apply(&changes).await?;
         roster.apply(&changes);
-        let mut outcome = EditOutcome { version: roster.version, contact: roster.contact(handle).cloned(), ..Default::default() };
+        let mut outcome = EditOutcome {
+            version: roster.version,
+            contact: roster.contact(handle).cloned(),
+            ..Default::default()
+        };
         if list == List::Forward {
             network.watch(&session.handle, handle, adding);
             let mut watchers = self.remote.watchers.lock();
             if adding {
-                watchers.entry(handle.to_string()).or_default().insert(session.handle.clone());
+                watchers
+                    .entry(handle.to_string())
+                    .or_default()
+                    .insert(session.handle.clone());
             } else if let Some(set) = watchers.get_mut(handle) {
                 set.remove(&session.handle);
             }
@@ -167,8 +233,17 @@ impl Hub {
     /// A remote user put MSN user `local` on their list (for instance by
     /// starting a direct chat with `local`'s puppet): `remote` goes on
     /// `local`'s reverse list, and `local` is told if signed in.
-    pub async fn remote_added_local(&self, remote: &str, remote_name: &str, local: &str) -> Result<(), HubError> {
-        let account = self.store.account_by_handle(local).await?.ok_or(ListError::UnknownAccount)?;
+    pub async fn remote_added_local(
+        &self,
+        remote: &str,
+        remote_name: &str,
+        local: &str,
+    ) -> Result<(), HubError> {
+        let account = self
+            .store
+            .account_by_handle(local)
+            .await?
+            .ok_or(ListError::UnknownAccount)?;
         let cell = self.cell(account.id, &account.handle);
         let mut guard = cell.roster.lock().await;
         if let Some(roster) = guard.as_ref() {
@@ -177,8 +252,16 @@ impl Hub {
             }
         }
         let changes = vec![
-            Change::AddLists { account_id: account.id, handle: remote.into(), guid: new_guid(), stored_name: remote_name.into(), bits: REVERSE },
-            Change::BumpListVersion { account_id: account.id },
+            Change::AddLists {
+                account_id: account.id,
+                handle: remote.into(),
+                guid: new_guid(),
+                stored_name: remote_name.into(),
+                bits: REVERSE,
+            },
+            Change::BumpListVersion {
+                account_id: account.id,
+            },
         ];
         self.store.apply(&changes).await?;
         let version = match guard.as_mut() {
@@ -190,19 +273,35 @@ impl Hub {
         };
         drop(guard);
         if let Some(session) = self.session(local) {
-            let _ = session.outbox.push(SessionEvent::AddedBy { handle: remote.into(), friendly_name: remote_name.into(), list_version: version });
+            let _ = session.outbox.push(SessionEvent::AddedBy {
+                handle: remote.into(),
+                friendly_name: remote_name.into(),
+                list_version: version,
+            });
         }
         Ok(())
     }
 
     /// A participant of `conversation` asks `target` in: a local user is
     /// rung (RNG), a remote one is handed to its bridge.
-    pub async fn call(&self, conversation: &Arc<Conversation>, inviter: Arc<ParticipantInfo>, target: &str) -> Result<(), CallError> {
+    pub async fn call(
+        &self,
+        conversation: &Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        target: &str,
+    ) -> Result<(), CallError> {
         if let Some(network) = self.network_for(target) {
-            if conversation.participants().iter().any(|p| &*p.handle == target) {
+            if conversation
+                .participants()
+                .iter()
+                .any(|p| &*p.handle == target)
+            {
                 return Err(CallError::AlreadyThere);
             }
-            return network.invite(conversation.clone(), inviter, target).await.map_err(|_| CallError::Unreachable);
+            return network
+                .invite(conversation.clone(), inviter, target)
+                .await
+                .map_err(|_| CallError::Unreachable);
         }
         self.ring_local(conversation, inviter, target).await
     }
@@ -211,15 +310,28 @@ impl Hub {
     /// `local`: their client is rung. `Err` when they are offline, hidden or
     /// do not allow `inviter` — the bridge keeps the message and retries when
     /// they come online.
-    pub async fn invite_local(&self, conversation: &Arc<Conversation>, inviter: Arc<ParticipantInfo>, local: &str) -> Result<(), Unreachable> {
+    pub async fn invite_local(
+        &self,
+        conversation: &Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        local: &str,
+    ) -> Result<(), Unreachable> {
         match self.ring_local(conversation, inviter, local).await {
             Ok(()) | Err(CallError::AlreadyThere) => Ok(()),
             Err(_) => Err(Unreachable),
         }
     }
 
-    async fn ring_local(&self, conversation: &Arc<Conversation>, inviter: Arc<ParticipantInfo>, local: &str) -> Result<(), CallError> {
-        let target = self.reachable(&inviter.handle, local).await.map_err(|_| CallError::Unreachable)?;
+    async fn ring_local(
+        &self,
+        conversation: &Arc<Conversation>,
+        inviter: Arc<ParticipantInfo>,
+        local: &str,
+    ) -> Result<(), CallError> {
+        let target = self
+            .reachable(&inviter.handle, local)
+            .await
+            .map_err(|_| CallError::Unreachable)?;
         let local: Arc<str> = target.handle.clone();
         conversation.invite(&local).map_err(|e| match e {
             InviteError::AlreadyThere => CallError::AlreadyThere,
@@ -227,13 +339,23 @@ impl Hub {
             InviteError::Closed => CallError::Closed,
         })?;
         let context = target.client_tag.load(Ordering::Relaxed);
-        let cookie = self.conversations.issue_cookie(local, CookiePurpose::Join { conversation_id: conversation.id }, context);
+        let cookie = self.conversations.issue_cookie(
+            local,
+            CookiePurpose::Join {
+                conversation_id: conversation.id,
+            },
+            context,
+        );
         let invitation = Invitation {
             conversation_id: conversation.id,
             cookie,
             inviter_handle: inviter.handle.clone(),
             inviter_name: inviter.friendly_name.clone(),
         };
-        if self.ring(&target, invitation) { Ok(()) } else { Err(CallError::Unreachable) }
+        if self.ring(&target, invitation) {
+            Ok(())
+        } else {
+            Err(CallError::Unreachable)
+        }
     }
 }

@@ -58,9 +58,14 @@ impl NsConnection {
     /// Echoes the client's own version as recommended and minimum, so no
     /// official client is told to upgrade.
     pub(super) fn cvr(&mut self, trid: u32, cmd: &Command) -> Flow {
-        let version = cmd.arg(6).filter(|v| !v.is_empty() && v.len() < 32).unwrap_or("1.0.0000");
+        let version = cmd
+            .arg(6)
+            .filter(|v| !v.is_empty() && v.len() < 32)
+            .unwrap_or("1.0.0000");
         let base = self.ctx.config.http.public_url.trim_end_matches('/');
-        self.conn.send_line(&format!("CVR {trid} {version} {version} {version} {base}/download {base}/info"));
+        self.conn.send_line(&format!(
+            "CVR {trid} {version} {version} {version} {base}/download {base}/info"
+        ));
         Flow::Continue
     }
 
@@ -79,9 +84,10 @@ impl NsConnection {
         match stage {
             "I" => self.usr_initial(trid, method, value).await,
             "S" => match std::mem::replace(&mut self.state, LoginState::Versioned) {
-                LoginState::Challenged { handle, method: expected } if expected == method => {
-                    self.usr_subsequent(trid, method, &handle, value).await
-                }
+                LoginState::Challenged {
+                    handle,
+                    method: expected,
+                } if expected == method => self.usr_subsequent(trid, method, &handle, value).await,
                 _ => self.refuse(cmd, "USR S without USR I"),
             },
             _ => self.refuse(cmd, "USR with unknown stage"),
@@ -95,7 +101,11 @@ impl NsConnection {
         };
         if self.role == Role::Dispatch {
             let ns = self.ctx.config.notification_address();
-            let current = format!("{}:{}", self.ctx.config.msn.public_host, self.ctx.config.msn.listen.port());
+            let current = format!(
+                "{}:{}",
+                self.ctx.config.msn.public_host,
+                self.ctx.config.msn.listen.port()
+            );
             let line = match self.dialect.number() {
                 2 => format!("XFR {trid} NS {ns}"),
                 3..=6 => format!("XFR {trid} NS {ns} 0"),
@@ -120,10 +130,20 @@ impl NsConnection {
         Flow::Continue
     }
 
-    async fn usr_subsequent(&mut self, trid: u32, method: LoginMethod, handle: &str, response: &str) -> Flow {
+    async fn usr_subsequent(
+        &mut self,
+        trid: u32,
+        method: LoginMethod,
+        handle: &str,
+        response: &str,
+    ) -> Flow {
         let hub = self.ctx.hub.clone();
         let account = match method {
-            LoginMethod::Md5 => hub.accounts.verify_legacy(handle, response).await.map_err(|e| e.to_string()),
+            LoginMethod::Md5 => hub
+                .accounts
+                .verify_legacy(handle, response)
+                .await
+                .map_err(|e| e.to_string()),
             LoginMethod::Passport => match hub.tickets.redeem(response, handle) {
                 Ok(()) => match hub.accounts.find(handle).await {
                     Ok(Some(account)) => Ok(account),
@@ -159,7 +179,10 @@ impl NsConnection {
         if self.dialect.has_personal_message() {
             self.conn.send_line("SBS 0 null");
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let peer_ip = self.conn.peer.ip().to_string();
         let mspauth = crate::core::tickets::random_hex();
         let profile = msnp::mime::profile_message(&msnp::mime::Profile {
@@ -179,7 +202,10 @@ impl NsConnection {
         if let Some(gauge) = self.ctx.metrics.session_gauge(self.dialect.number()) {
             gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        session.client_tag.store(u32::from(self.dialect.number()), std::sync::atomic::Ordering::Relaxed);
+        session.client_tag.store(
+            u32::from(self.dialect.number()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.state = LoginState::SignedIn;
         self.session = Some(session);
         tracing::info!(peer = %self.conn.peer, user = %account.handle, dialect = %self.dialect,
@@ -190,7 +216,10 @@ impl NsConnection {
 
 /// The opaque string after `USR … TWN S`, with every key old clients read.
 fn passport_challenge() -> String {
-    let ct = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let ct = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!(
         "lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct={ct},kpp=1,kv=5,ver=2.1.0173.1,tpf={}",
         crate::core::tickets::random_hex()

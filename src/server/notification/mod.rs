@@ -35,7 +35,10 @@ pub(crate) enum LoginState {
     /// Dialect agreed; `CVR`, `INF`, `USR … I` expected.
     Versioned,
     /// `USR … I` answered; waiting for `USR … S`.
-    Challenged { handle: String, method: LoginMethod },
+    Challenged {
+        handle: String,
+        method: LoginMethod,
+    },
     SignedIn,
 }
 
@@ -72,7 +75,12 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     fn new(limit: u32, window: Duration) -> RateLimiter {
-        RateLimiter { window_start: Instant::now(), count: 0, limit, window }
+        RateLimiter {
+            window_start: Instant::now(),
+            count: 0,
+            limit,
+            window,
+        }
     }
 
     /// Records one change; false when the limit is exceeded.
@@ -94,7 +102,10 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Rol
         Role::Notification => &metrics.notification_connections,
     });
     let decoder = Decoder::client_to_server(msnp::codec::MAX_NOTIFICATION_PAYLOAD);
-    let rate = RateLimiter::new(ctx.config.msn.rate_limit_changes, Duration::from_secs(ctx.config.msn.rate_window_secs));
+    let rate = RateLimiter::new(
+        ctx.config.msn.rate_limit_changes,
+        Duration::from_secs(ctx.config.msn.rate_window_secs),
+    );
     let now = Instant::now();
     let mut ns = Box::new(NsConnection {
         conn: Connection::new(stream, peer, decoder),
@@ -111,7 +122,8 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Rol
         rate,
     });
     ns.run().await;
-    ns.finish().await;
+    // Boxed: keeps the idle task's future small (~240 B per connection).
+    Box::pin(ns.finish()).await;
 }
 
 impl NsConnection {

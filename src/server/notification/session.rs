@@ -13,7 +13,11 @@ impl NsConnection {
         // Commands without a TrID.
         match cmd.name.as_str() {
             "PNG" => {
-                let line = if self.dialect.has_msn_objects() { "QNG 50" } else { "QNG" };
+                let line = if self.dialect.has_msn_objects() {
+                    "QNG 50"
+                } else {
+                    "QNG"
+                };
                 self.conn.send_line(line);
                 return Flow::Continue;
             }
@@ -46,8 +50,15 @@ impl NsConnection {
             "QRY" if d.has_challenges() => self.qry(trid, &cmd),
             "XFR" => self.xfr(trid, &cmd),
             "URL" => {
-                let base = self.ctx.config.http.public_url.trim_end_matches('/').to_string();
-                self.conn.send_line(&format!("URL {trid} /cgi-bin/HoTMaiL {base}/ 2"));
+                let base = self
+                    .ctx
+                    .config
+                    .http
+                    .public_url
+                    .trim_end_matches('/')
+                    .to_string();
+                self.conn
+                    .send_line(&format!("URL {trid} /cgi-bin/HoTMaiL {base}/ 2"));
                 Flow::Continue
             }
             // E-mail invitations to people without an account: msngate sends
@@ -59,7 +70,8 @@ impl NsConnection {
                     return self.reply_error(ErrorCode::NotExpected, trid);
                 }
                 let file = cmd.arg(1).unwrap_or("Shields.xml").to_string();
-                self.conn.send_payload(&format!("GCF {trid} {file}"), SHIELDS_XML.as_bytes());
+                self.conn
+                    .send_payload(&format!("GCF {trid} {file}"), SHIELDS_XML.as_bytes());
                 Flow::Continue
             }
             "IMS" => match cmd.arg(1) {
@@ -92,16 +104,23 @@ impl NsConnection {
         if cmd.arg(1) != Some("SB") {
             return self.reply_error(ErrorCode::InvalidParameter, trid);
         }
-        let Some(session) = self.session.clone() else { return Flow::Close };
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
         if !self.presence_started || !session.presence().status.is_visible() {
             return self.reply_error(ErrorCode::NotAllowedWhenOffline, trid);
         }
         if !self.rate.allow() {
             return self.reply_error(ErrorCode::RateLimited, trid);
         }
-        let cookie = self.ctx.hub.conversations.issue_cookie(session.handle.clone(), CookiePurpose::Create, u32::from(self.dialect.number()));
+        let cookie = self.ctx.hub.conversations.issue_cookie(
+            session.handle.clone(),
+            CookiePurpose::Create,
+            u32::from(self.dialect.number()),
+        );
         let address = self.ctx.config.switchboard_address();
-        self.conn.send_line(&format!("XFR {trid} SB {address} CKI {cookie}"));
+        self.conn
+            .send_line(&format!("XFR {trid} SB {address} CKI {cookie}"));
         Flow::Continue
     }
 }

@@ -107,6 +107,45 @@ pub enum RosterEdit {
     },
 }
 
+impl RosterEdit {
+    /// The changes this edit makes to `roster` (not yet applied), and the
+    /// group it creates or removes, if any.
+    pub(crate) fn plan(&self, roster: &Roster) -> Result<(Vec<Change>, Option<Group>), ListError> {
+        Ok(match self {
+            RosterEdit::Add {
+                list,
+                handle,
+                stored_name,
+                group,
+            } => (roster.plan_add(*list, handle, stored_name, *group)?, None),
+            RosterEdit::Remove {
+                list,
+                handle,
+                group,
+            } => (roster.plan_remove(*list, handle, *group)?, None),
+            RosterEdit::AddGroup { name } => {
+                let (changes, group) = roster.plan_add_group(name)?;
+                (changes, Some(group))
+            }
+            RosterEdit::RemoveGroup { number } => (
+                roster.plan_remove_group(*number)?,
+                roster.groups.get(number).cloned(),
+            ),
+            RosterEdit::RenameGroup { number, name } => {
+                (roster.plan_rename_group(*number, name)?, None)
+            }
+            RosterEdit::SetPrivacy(p) => (roster.plan_privacy(*p)?, None),
+            RosterEdit::SetAutoAllow(a) => (roster.plan_auto_allow(*a)?, None),
+            RosterEdit::SetStoredName { handle, name } => {
+                (roster.plan_stored_name(handle, name)?, None)
+            }
+            RosterEdit::SetProperty { name, value } => {
+                (roster.plan_property(name, value.as_deref()), None)
+            }
+        })
+    }
+}
+
 /// The result of a committed edit.
 #[derive(Debug, Clone, Default)]
 pub struct EditOutcome {
@@ -516,33 +555,8 @@ impl Hub {
         let roster = own_guard.as_mut().ok_or(ListError::UnknownAccount)?;
 
         let mut outcome = EditOutcome::default();
-        let mut changes = match &edit {
-            RosterEdit::Add {
-                list,
-                handle,
-                stored_name,
-                group,
-            } => roster.plan_add(*list, handle, stored_name, *group)?,
-            RosterEdit::Remove {
-                list,
-                handle,
-                group,
-            } => roster.plan_remove(*list, handle, *group)?,
-            RosterEdit::AddGroup { name } => {
-                let (changes, group) = roster.plan_add_group(name)?;
-                outcome.group = Some(group);
-                changes
-            }
-            RosterEdit::RemoveGroup { number } => {
-                outcome.group = roster.groups.get(number).cloned();
-                roster.plan_remove_group(*number)?
-            }
-            RosterEdit::RenameGroup { number, name } => roster.plan_rename_group(*number, name)?,
-            RosterEdit::SetPrivacy(p) => roster.plan_privacy(*p)?,
-            RosterEdit::SetAutoAllow(a) => roster.plan_auto_allow(*a)?,
-            RosterEdit::SetStoredName { handle, name } => roster.plan_stored_name(handle, name)?,
-            RosterEdit::SetProperty { name, value } => roster.plan_property(name, value.as_deref()),
-        };
+        let (mut changes, group) = edit.plan(roster)?;
+        outcome.group = group;
 
         // Whether the contact joins or leaves the forward list, decided by the
         // plan itself (a group-only change does neither).

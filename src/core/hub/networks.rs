@@ -187,20 +187,7 @@ impl Hub {
         };
         let mut guard = self.load(&session.cell).await?;
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
-        let changes = match edit {
-            RosterEdit::Add {
-                list,
-                handle,
-                stored_name,
-                group,
-            } => roster.plan_add(*list, handle, stored_name, *group)?,
-            RosterEdit::Remove {
-                list,
-                handle,
-                group,
-            } => roster.plan_remove(*list, handle, *group)?,
-            _ => return Err(ListError::InvalidHandle.into()),
-        };
+        let (changes, _) = edit.plan(roster)?;
         self.store.apply(&changes).await?;
         roster.apply(&changes);
         let mut outcome = EditOutcome {

@@ -933,6 +933,13 @@ impl IrcNetwork {
             }
             state.puppets.get(local).cloned()
         };
+        if watching && matches!(remote, Remote::Channel(_)) {
+            // The network may have come up between the hub's resolve and this
+            // watch, when no channel was watched yet; repeats are ignored.
+            self.shared
+                .hub
+                .remote_presence(Arc::new(self.presence_of(contact, &remote)));
+        }
         let Some(puppet) = puppet else { return };
         match remote {
             Remote::Channel(chan) => {

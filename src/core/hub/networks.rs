@@ -106,6 +106,11 @@ impl Hub {
             .presence
             .write()
             .insert(handle.clone(), presence.clone());
+        if old.as_deref() == Some(&*presence) {
+            // Nothing changed: networks may repeat themselves (a new watcher,
+            // a reconnect), and clients should not see the same NLN twice.
+            return;
+        }
         let watchers: Vec<Arc<str>> = self
             .remote
             .watchers
@@ -196,18 +201,25 @@ impl Hub {
             ..Default::default()
         };
         if list == List::Forward {
-            network.watch(&session.handle, handle, adding);
-            let mut watchers = self.remote.watchers.lock();
-            if adding {
-                watchers
-                    .entry(handle.to_string())
-                    .or_default()
-                    .insert(session.handle.clone());
-            } else if let Some(set) = watchers.get_mut(handle) {
-                set.remove(&session.handle);
+            // Watch before telling the network, and report the cached presence
+            // rather than `resolved`: a change the network announces in between
+            // then reaches this session one way or the other.
+            {
+                let mut watchers = self.remote.watchers.lock();
+                if adding {
+                    watchers
+                        .entry(handle.to_string())
+                        .or_default()
+                        .insert(session.handle.clone());
+                } else if let Some(set) = watchers.get_mut(handle) {
+                    set.remove(&session.handle);
+                }
             }
+            network.watch(&session.handle, handle, adding);
             outcome.joined_forward = adding && changes.iter().any(|c| matches!(c, Change::AddLists { bits, .. } if bits & crate::core::roster::FORWARD != 0));
-            outcome.contact_presence = resolved.filter(|p| p.status.is_visible());
+            outcome.contact_presence = resolved
+                .and_then(|_| self.remote.presence.read().get(handle).cloned())
+                .filter(|p| p.status.is_visible());
         }
         Ok(outcome)
     }

@@ -372,15 +372,36 @@ async fn direct_messages_both_ways() {
         })
         .await;
     assert!(v.starts_with(":d-alice|msn!"));
-    // A file transfer cannot go to IRC: the MSN user is told.
-    let invite = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\nApplication-Name: File Transfer\r\nInvitation-Command: INVITE\r\n\r\n";
+    // A file transfer cannot go to IRC: the MSN user gets NAK, the
+    // invitation's decline (so the client stops waiting) and a note why.
+    let invite = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\nApplication-Name: File Transfer\r\nInvitation-Command: INVITE\r\nInvitation-Cookie: 777\r\n\r\n";
     sb.send_payload("MSG 5 A", invite).await;
-    sb.expect("ACK 5").await;
-    assert!(
-        sb_text(&mut sb, "d_bob@test.irc")
-            .await
-            .starts_with("[msngate] Cannot send file transfers")
-    );
+    let mut nak = false;
+    let mut declined = false;
+    let mut told = false;
+    while !(nak && declined && told) {
+        let cmd = sb.recv().await;
+        match cmd.name.as_str() {
+            "NAK" => nak = cmd.args == ["5"],
+            "MSG" => {
+                let body = cmd.payload.clone().unwrap_or_default();
+                let m = msnp::mime::MimeMessage::parse(&body).expect("MIME payload");
+                if m.body_field("Invitation-Command") == Some("CANCEL") {
+                    assert_eq!(m.body_field("Invitation-Cookie"), Some("777"));
+                    assert_eq!(m.body_field("Cancel-Code"), Some("REJECT_NOT_INSTALLED"));
+                    declined = true;
+                } else {
+                    assert!(
+                        msg_text(&cmd).starts_with("[msngate] Cannot send file transfers"),
+                        "{}",
+                        msg_text(&cmd)
+                    );
+                    told = true;
+                }
+            }
+            _ => panic!("unexpected {}", render(&cmd)),
+        }
+    }
 
     // The MSN user starts a chat (CAL) in a new switchboard.
     sb.send("OUT").await;

@@ -7,7 +7,7 @@
 mod common;
 use bytes::Bytes;
 use common::*;
-use msngate::core::conversation::{Conversation, ConversationEvent, ParticipantInfo};
+use msngate::core::conversation::{Conversation, ConversationEvent, ParticipantInfo, Receipts};
 use msngate::core::hub::{Hub, Unreachable};
 use msngate::core::outbox::Outbox;
 use msngate::core::presence::{Presence, Status};
@@ -37,7 +37,8 @@ fn presence(handle: &str, status: Status, name: &str) -> Arc<Presence> {
 }
 
 impl EchoNetwork {
-    /// Joins `conversation` as `KNOWN` and answers every text with "echo: …".
+    /// Joins `conversation` as `KNOWN` and answers every text with "echo: …",
+    /// except texts starting "undeliverable", which it refuses to take.
     fn join_and_echo(
         self: &Arc<Self>,
         conversation: Arc<Conversation>,
@@ -51,7 +52,13 @@ impl EchoNetwork {
         let outbox = Arc::new(Outbox::new(1000));
         let endpoint = hub.conversations.new_endpoint_id();
         conversation
-            .join(endpoint, me.clone(), outbox.clone(), false)
+            .join(
+                endpoint,
+                me.clone(),
+                outbox.clone(),
+                Receipts::Custodian,
+                false,
+            )
             .expect("join");
         let me2 = me.clone();
         tokio::spawn(async move {
@@ -60,10 +67,20 @@ impl EchoNetwork {
                 let mut events = Vec::new();
                 outbox.drain_into(&mut events);
                 for e in events {
-                    if let ConversationEvent::Message { payload, .. } = e {
+                    if let ConversationEvent::Message {
+                        payload, custody, ..
+                    } = e
+                    {
                         let text = msnp::mime::MimeMessage::parse(&payload)
                             .and_then(|m| msnp::mime::text_body(&m))
                             .unwrap_or_default();
+                        if text.starts_with("undeliverable") {
+                            // Dropped unanswered: that must mean NAK.
+                            continue;
+                        }
+                        if let Some(custody) = custody {
+                            custody.accept();
+                        }
                         if text.is_empty() {
                             continue; // typing notices and the like
                         }
@@ -218,6 +235,15 @@ async fn remote_contacts_presence_and_chats_both_ways() {
         msnp::mime::text_body(&parsed).as_deref(),
         Some("echo: héllo ✓")
     );
+    // What the bridge does not take is NAKed, in modes A and N; a plain
+    // N message the bridge took gets no reply, so the next reply is 7's.
+    let lost = msnp::mime::text_message("undeliverable, sorry", None);
+    sb.send_payload("MSG 6 A", &lost).await;
+    sb.expect("NAK 6").await;
+    sb.send_payload("MSG 7 N", &hello).await;
+    sb.recv_named("MSG").await; // the echo
+    sb.send_payload("MSG 8 N", &lost).await;
+    sb.expect("NAK 8").await;
 
     // The remote side starts a chat: the MSN client is rung and joins.
     let conversation = hub.conversations.create();

@@ -27,7 +27,65 @@ pub enum ConversationEvent {
     Message {
         from: Arc<ParticipantInfo>,
         payload: Bytes,
+        /// Set for custodians when the sender waits for an acknowledgement.
+        custody: Option<Custody>,
     },
+}
+
+/// How a participant confirms the messages it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipts {
+    /// An MSN client: a message queued for its connection counts as delivered.
+    Queued,
+    /// A bridge: it confirms each message once it has stored it for delivery
+    /// on its network, so that the sender's `ACK` means the message is safe.
+    Custodian,
+}
+
+/// A custodian's answer for one message: [`Custody::accept`] once stored,
+/// [`Custody::refuse`] when it cannot be delivered. Dropping every copy
+/// unanswered counts as a refusal, so no path can leave the sender with an
+/// `ACK` for a message that went nowhere.
+#[derive(Debug, Clone)]
+pub struct Custody(Arc<CustodyCell>);
+
+#[derive(Debug)]
+struct CustodyCell(Mutex<Vec<tokio::sync::oneshot::Sender<bool>>>);
+
+impl Custody {
+    fn new() -> (Custody, tokio::sync::oneshot::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Custody(Arc::new(CustodyCell(Mutex::new(vec![tx])))), rx)
+    }
+
+    pub fn accept(&self) {
+        self.answer(true);
+    }
+
+    pub fn refuse(&self) {
+        self.answer(false);
+    }
+
+    /// Takes over `other`'s answer: a bridge that stores one copy for
+    /// several of its endpoints answers for all of them at once.
+    pub fn absorb(&self, other: &Custody) {
+        let taken = std::mem::take(&mut *other.0.0.lock());
+        self.0.0.lock().extend(taken);
+    }
+
+    fn answer(&self, stored: bool) {
+        for tx in std::mem::take(&mut *self.0.0.lock()) {
+            let _ = tx.send(stored);
+        }
+    }
+}
+
+impl Drop for CustodyCell {
+    fn drop(&mut self) {
+        for tx in self.0.get_mut().drain(..) {
+            let _ = tx.send(false);
+        }
+    }
 }
 
 pub type EndpointOutbox = Arc<Outbox<ConversationEvent>>;
@@ -36,6 +94,7 @@ struct Participant {
     endpoint: u64,
     info: Arc<ParticipantInfo>,
     outbox: EndpointOutbox,
+    receipts: Receipts,
 }
 
 #[derive(Default)]
@@ -71,16 +130,43 @@ pub enum JoinError {
 }
 
 /// What happened to one relayed message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Default)]
 pub struct Delivery {
+    /// Queued for this many participants (custodians among them still have
+    /// to confirm).
     pub delivered: usize,
     pub failed: usize,
+    /// The custodians' answers still to come.
+    pending: Vec<tokio::sync::oneshot::Receiver<bool>>,
 }
 
 impl Delivery {
-    /// Delivered to every other participant, and there was at least one.
-    pub fn complete(self) -> bool {
+    /// Queued for every other participant, and there was at least one.
+    pub fn queued_everywhere(&self) -> bool {
         self.failed == 0 && self.delivered > 0
+    }
+
+    /// Whether some custodian has yet to confirm.
+    pub fn is_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits (at most `limit`) for the custodians; true when every other
+    /// participant has the message. A custodian that does not answer in
+    /// time counts as a failure.
+    pub async fn settle(self, limit: Duration) -> bool {
+        if !self.queued_everywhere() {
+            return false;
+        }
+        let answers = async {
+            for rx in self.pending {
+                if rx.await != Ok(true) {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(limit, answers).await.unwrap_or(false)
     }
 }
 
@@ -92,6 +178,7 @@ impl Conversation {
         endpoint: u64,
         info: Arc<ParticipantInfo>,
         outbox: EndpointOutbox,
+        receipts: Receipts,
         require_existing: bool,
     ) -> Result<Vec<Arc<ParticipantInfo>>, JoinError> {
         let mut state = self.state.lock();
@@ -112,6 +199,7 @@ impl Conversation {
             endpoint,
             info,
             outbox,
+            receipts,
         });
         Ok(others)
     }
@@ -175,13 +263,35 @@ impl Conversation {
     }
 
     /// Queues a message for every participant but the sender (or, with
-    /// `only_to`, for that participant alone).
+    /// `only_to`, for that participant alone). Nobody waits for custodians.
     pub fn relay(
         &self,
         from_endpoint: u64,
         from: &Arc<ParticipantInfo>,
         payload: &Bytes,
         only_to: Option<&str>,
+    ) -> Delivery {
+        self.relay_with(from_endpoint, from, payload, only_to, false)
+    }
+
+    /// Like [`Conversation::relay`], and custodians are asked to confirm:
+    /// for a sender that is owed an `ACK` or `NAK`.
+    pub fn relay_confirmed(
+        &self,
+        from_endpoint: u64,
+        from: &Arc<ParticipantInfo>,
+        payload: &Bytes,
+    ) -> Delivery {
+        self.relay_with(from_endpoint, from, payload, None, true)
+    }
+
+    fn relay_with(
+        &self,
+        from_endpoint: u64,
+        from: &Arc<ParticipantInfo>,
+        payload: &Bytes,
+        only_to: Option<&str>,
+        confirmed: bool,
     ) -> Delivery {
         let state = self.state.lock();
         let mut delivery = Delivery::default();
@@ -193,9 +303,15 @@ impl Conversation {
             if only_to.is_some_and(|h| !p.info.handle.eq_ignore_ascii_case(h)) {
                 continue;
             }
+            let custody = (confirmed && p.receipts == Receipts::Custodian).then(|| {
+                let (custody, rx) = Custody::new();
+                delivery.pending.push(rx);
+                custody
+            });
             match p.outbox.push(ConversationEvent::Message {
                 from: from.clone(),
                 payload: payload.clone(),
+                custody,
             }) {
                 Ok(()) => delivery.delivered += 1,
                 Err(PushError::Closed | PushError::Overflow) => delivery.failed += 1,
@@ -416,30 +532,24 @@ mod tests {
             Arc::new(Outbox::new(100)),
             Arc::new(Outbox::new(100)),
         );
-        room.join(1, info("a@x.com"), a.clone(), false).unwrap();
+        room.join(1, info("a@x.com"), a.clone(), Receipts::Queued, false)
+            .unwrap();
         assert_eq!(
-            room.join(2, info("b@x.com"), b.clone(), true)
+            room.join(2, info("b@x.com"), b.clone(), Receipts::Queued, true)
                 .unwrap()
                 .len(),
             1
         );
-        room.join(3, info("d@x.com"), d.clone(), true).unwrap();
+        room.join(3, info("d@x.com"), d.clone(), Receipts::Queued, true)
+            .unwrap();
         let payload = Bytes::from_static(b"hi");
-        assert_eq!(
-            room.relay(1, &info("a@x.com"), &payload, None),
-            Delivery {
-                delivered: 2,
-                failed: 0
-            }
-        );
+        let delivery = room.relay(1, &info("a@x.com"), &payload, None);
+        assert_eq!((delivery.delivered, delivery.failed), (2, 0));
+        assert!(delivery.queued_everywhere() && !delivery.is_pending());
         d.close();
-        assert_eq!(
-            room.relay(1, &info("a@x.com"), &payload, None),
-            Delivery {
-                delivered: 1,
-                failed: 1
-            }
-        );
+        let delivery = room.relay(1, &info("a@x.com"), &payload, None);
+        assert_eq!((delivery.delivered, delivery.failed), (1, 1));
+        assert!(!delivery.queued_everywhere());
         assert_eq!(
             room.invite(&"b@x.com".into()),
             Err(InviteError::AlreadyThere)
@@ -449,7 +559,13 @@ mod tests {
         assert!(room.leave(1, false));
         assert!(room.is_closed());
         assert_eq!(
-            room.join(4, info("e@x.com"), Arc::new(Outbox::new(1)), true),
+            room.join(
+                4,
+                info("e@x.com"),
+                Arc::new(Outbox::new(1)),
+                Receipts::Queued,
+                true
+            ),
             Err(JoinError::Closed)
         );
     }
@@ -458,8 +574,14 @@ mod tests {
     fn pending_invitations_count_until_they_expire() {
         let c = Conversations::new(Duration::from_millis(50), 4);
         let room = c.create();
-        room.join(1, info("a@x.com"), Arc::new(Outbox::new(10)), false)
-            .unwrap();
+        room.join(
+            1,
+            info("a@x.com"),
+            Arc::new(Outbox::new(10)),
+            Receipts::Queued,
+            false,
+        )
+        .unwrap();
         assert!(room.is_member_or_invited("a@x.com"));
         assert!(!room.is_member_or_invited("b@x.com"));
         room.invite(&"b@x.com".into()).unwrap();
@@ -483,5 +605,70 @@ mod tests {
             "the expired ones were swept"
         );
         assert!(c.redeem_cookie(&live, "late@x.com").is_ok());
+    }
+
+    #[tokio::test]
+    async fn custodians_decide_the_acknowledgement() {
+        let c = Conversations::new(Duration::from_secs(60), 4);
+        let room = c.create();
+        let (msn, bridge) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(10)));
+        room.join(1, info("a@x.com"), msn.clone(), Receipts::Queued, false)
+            .unwrap();
+        room.join(
+            2,
+            info("b@x.com"),
+            bridge.clone(),
+            Receipts::Custodian,
+            true,
+        )
+        .unwrap();
+        let payload = Bytes::from_static(b"hi");
+        let custody_of = |outbox: &EndpointOutbox| {
+            let mut events = Vec::new();
+            outbox.drain_into(&mut events);
+            match events.pop() {
+                Some(ConversationEvent::Message { custody, .. }) => custody,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        };
+        let limit = Duration::from_secs(5);
+
+        // Stored: ACK.
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        assert!(delivery.is_pending());
+        custody_of(&bridge).expect("custody asked for").accept();
+        assert!(delivery.settle(limit).await);
+
+        // One answer for several copies.
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let (extra, extra_rx) = Custody::new();
+        let kept = custody_of(&bridge).expect("custody asked for");
+        kept.absorb(&extra);
+        drop(extra);
+        kept.accept();
+        assert!(delivery.settle(limit).await);
+        assert_eq!(extra_rx.await, Ok(true));
+
+        // Refused, or dropped unanswered: NAK.
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        custody_of(&bridge).expect("custody asked for").refuse();
+        assert!(!delivery.settle(limit).await);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        drop(custody_of(&bridge));
+        assert!(!delivery.settle(limit).await);
+
+        // Never answered: NAK after the limit.
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let kept = custody_of(&bridge);
+        assert!(!delivery.settle(Duration::from_millis(20)).await);
+        drop(kept);
+
+        // Plain relays and MSN clients never wait.
+        let delivery = room.relay(1, &info("a@x.com"), &payload, None);
+        assert!(!delivery.is_pending());
+        assert!(custody_of(&bridge).is_none());
+        let delivery = room.relay_confirmed(2, &info("b@x.com"), &payload);
+        assert!(!delivery.is_pending() && delivery.settle(limit).await);
+        assert!(custody_of(&msn).is_none());
     }
 }

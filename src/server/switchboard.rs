@@ -1,12 +1,14 @@
 //! Switchboard server: chat sessions (USR/ANS/IRO/CAL/JOI/MSG/ACK/NAK/BYE/OUT).
 //!
 //! Payloads are relayed byte for byte. `ACK` is sent only after the copies
-//! are queued for every other participant; a participant that cannot take
-//! a message (closed, or so far behind that it is being disconnected)
-//! turns the sender's acknowledgement into `NAK`.
+//! are queued for every other participant and every bridge in the chat has
+//! stored its copy; a participant that cannot take a message (closed, so
+//! far behind that it is being disconnected, or a bridge that could not
+//! store it in time) turns the sender's acknowledgement into `NAK`.
 
 use crate::core::conversation::{
     Admission, Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo,
+    Receipts,
 };
 use crate::core::handle;
 use crate::core::hub::{CallError, Session};
@@ -36,6 +38,9 @@ enum Flow {
 /// How long a closing connection may take to accept what is still queued for it.
 const CLOSING_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long a bridge may take to store a message before the sender gets `NAK`.
+const CUSTODY_LIMIT: Duration = Duration::from_secs(20);
+
 struct Joined {
     conversation: Arc<Conversation>,
     endpoint: u64,
@@ -57,6 +62,9 @@ struct SbConnection {
     events_pending: bool,
     /// The `MSG handle name` head last rendered, and whose it is.
     last_sender: Option<(Arc<ParticipantInfo>, String)>,
+    /// Messages waiting for bridges to store them: each yields its reply
+    /// line (`ACK`/`NAK trid`), if the mode asks for one.
+    awaiting_custody: tokio::task::JoinSet<Option<String>>,
 }
 
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
@@ -73,6 +81,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
         last_message: now,
         events_pending: false,
         last_sender: None,
+        awaiting_custody: tokio::task::JoinSet::new(),
     });
     let flow = sb.run().await;
     sb.finish(flow).await;
@@ -153,6 +162,11 @@ impl SbConnection {
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() { return Flow::Removed; }
+                }
+                Some(settled) = self.awaiting_custody.join_next(), if !self.awaiting_custody.is_empty() => {
+                    if let Ok(Some(reply)) = settled {
+                        self.conn.send_line(&reply);
+                    }
                 }
             }
         }
@@ -240,7 +254,7 @@ impl SbConnection {
                     };
                     self.conn.send_line(&line);
                 }
-                ConversationEvent::Message { from, payload } => {
+                ConversationEvent::Message { from, payload, .. } => {
                     // Receiving counts as activity: a reader is not idle.
                     self.last_message = Instant::now();
                     let cached = self
@@ -333,7 +347,13 @@ impl SbConnection {
         let conversation = self.ctx.hub.conversations.create();
         let endpoint = self.ctx.hub.conversations.new_endpoint_id();
         if conversation
-            .join(endpoint, me.clone(), self.outbox.clone(), false)
+            .join(
+                endpoint,
+                me.clone(),
+                self.outbox.clone(),
+                Receipts::Queued,
+                false,
+            )
             .is_err()
         {
             return Flow::Close;
@@ -376,7 +396,13 @@ impl SbConnection {
             return Flow::Close;
         };
         let endpoint = self.ctx.hub.conversations.new_endpoint_id();
-        let others = match conversation.join(endpoint, me.clone(), self.outbox.clone(), true) {
+        let others = match conversation.join(
+            endpoint,
+            me.clone(),
+            self.outbox.clone(),
+            Receipts::Queued,
+            true,
+        ) {
             Ok(others) => others,
             Err(e) => {
                 tracing::info!(peer = %self.conn.peer, reason = %e, "switchboard join refused");
@@ -467,20 +493,49 @@ impl SbConnection {
                 });
             }
         }
-        let delivery = j.conversation.relay(j.endpoint, &j.me, payload, None);
-        crate::metrics::Metrics::inc(if delivery.complete() {
-            &self.ctx.metrics.messages_relayed
+        let delivery = if mode == "U" {
+            j.conversation.relay(j.endpoint, &j.me, payload, None)
         } else {
-            &self.ctx.metrics.messages_undelivered
-        });
-        let reply = match (mode, delivery.complete()) {
-            ("U", _) | ("N", true) | ("S", false) => None,
-            ("A" | "D" | "S", true) => Some("ACK"),
-            _ => Some("NAK"),
+            j.conversation.relay_confirmed(j.endpoint, &j.me, payload)
         };
-        if let Some(reply) = reply {
-            self.conn.send_line(&format!("{reply} {trid}"));
+        let mode: &'static str = match mode {
+            "U" => "U",
+            "N" => "N",
+            "A" => "A",
+            "D" => "D",
+            _ => "S",
+        };
+        let reply = move |delivered: bool| -> Option<String> {
+            let reply = match (mode, delivered) {
+                ("U", _) | ("N", true) | ("S", false) => None,
+                ("A" | "D" | "S", true) => Some("ACK"),
+                _ => Some("NAK"),
+            };
+            reply.map(|r| format!("{r} {trid}"))
+        };
+        if delivery.is_pending() {
+            // A bridge has to store it first; the connection goes on meanwhile.
+            let metrics = self.ctx.metrics.clone();
+            self.awaiting_custody.spawn(async move {
+                let delivered = delivery.settle(CUSTODY_LIMIT).await;
+                count_delivery(&metrics, delivered);
+                reply(delivered)
+            });
+            return Flow::Continue;
+        }
+        let delivered = delivery.queued_everywhere();
+        count_delivery(&self.ctx.metrics, delivered);
+        if let Some(line) = reply(delivered) {
+            self.conn.send_line(&line);
         }
         Flow::Continue
     }
+}
+
+fn count_delivery(metrics: &crate::metrics::Metrics, delivered: bool) {
+    crate::metrics::Metrics::inc(if delivered {
+        &metrics.messages_relayed
+    } else {
+        &metrics.messages_undelivered
+    });
 }

@@ -424,6 +424,20 @@ pub fn invite_cancel_message(cookie: &str, cancel_code: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The decline for an invitation nobody on the other side can accept: a
+/// `CANCEL … REJECT_NOT_INSTALLED` when `payload` opens an invitation (its
+/// `INVITE` with a cookie), so the sender's client stops waiting.
+pub fn decline_unsupported_invitation(payload: &[u8]) -> Option<Vec<u8>> {
+    let msg = MimeMessage::parse(payload)?;
+    if classify(payload) != PayloadKind::Invite
+        || msg.body_field("Invitation-Command") != Some("INVITE")
+    {
+        return None;
+    }
+    let cookie = msg.body_field("Invitation-Cookie")?;
+    Some(invite_cancel_message(cookie, "REJECT_NOT_INSTALLED"))
+}
+
 /// The data of the profile message the NS sends after `USR … OK`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile<'a> {

@@ -522,6 +522,25 @@ fn invite_cancel_is_148_bytes() {
     );
 }
 
+#[test]
+fn only_an_opening_invitation_is_declined() {
+    let invite = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n\
+        Application-Name: File Transfer\r\nInvitation-Command: INVITE\r\nInvitation-Cookie: 41524\r\n\r\n";
+    assert_eq!(
+        mime::decline_unsupported_invitation(invite),
+        Some(mime::invite_cancel_message("41524", "REJECT_NOT_INSTALLED"))
+    );
+    let accept = b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n\
+        Invitation-Command: ACCEPT\r\nInvitation-Cookie: 41524\r\n\r\n";
+    assert_eq!(mime::decline_unsupported_invitation(accept), None);
+    let no_cookie =
+        b"MIME-Version: 1.0\r\nContent-Type: text/x-msmsgsinvite; charset=UTF-8\r\n\r\n\
+        Invitation-Command: INVITE\r\n\r\n";
+    assert_eq!(mime::decline_unsupported_invitation(no_cookie), None);
+    let text = mime::text_message("Invitation-Command: INVITE", None);
+    assert_eq!(mime::decline_unsupported_invitation(&text), None);
+}
+
 /// The profile of messages.md §8 (and the §8 ClientPort vector: 1337).
 fn printed_profile() -> Profile<'static> {
     Profile {

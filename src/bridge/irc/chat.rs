@@ -8,7 +8,9 @@
 //! queued for their IRC connections.
 
 use super::IrcNetwork;
-use crate::core::conversation::{Conversation, ConversationEvent, EndpointOutbox, ParticipantInfo};
+use crate::core::conversation::{
+    Conversation, ConversationEvent, EndpointOutbox, ParticipantInfo, Receipts,
+};
 use crate::core::outbox::Outbox;
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -229,7 +231,13 @@ impl Chat {
         let endpoint = hub.conversations.new_endpoint_id();
         let outbox: EndpointOutbox = Arc::new(Outbox::new(hub.settings().max_queued_events));
         if conversation
-            .join(endpoint, me.clone(), outbox.clone(), false)
+            .join(
+                endpoint,
+                me.clone(),
+                outbox.clone(),
+                Receipts::Custodian,
+                false,
+            )
             .is_err()
         {
             self.failures += 1;
@@ -350,16 +358,40 @@ impl Chat {
                         return;
                     }
                 }
-                ConversationEvent::Message { from, payload } => {
+                ConversationEvent::Message {
+                    from,
+                    payload,
+                    custody,
+                } => {
                     if self.net.owns_handle(&from.handle) {
                         continue;
                     }
-                    if let Some(notice) = self
+                    let notice = self
                         .net
                         .outgoing(&from.handle, &self.contact, &payload)
-                        .await
+                        .await;
+                    // Stored in the IRC queue (or deliberately not bridged,
+                    // like typing): the sender's ACK may go out.
+                    if let Some(custody) = custody {
+                        if notice.is_none() {
+                            custody.accept();
+                        } else {
+                            custody.refuse();
+                        }
+                    }
+                    if let Some(notice) = notice
                         && let Some(a) = self.attached.as_ref()
                     {
+                        // An invitation also gets its decline, so that the
+                        // client stops waiting for an answer.
+                        if let Some(cancel) = msnp::mime::decline_unsupported_invitation(&payload) {
+                            a.conversation.relay(
+                                a.endpoint,
+                                &a.me,
+                                &Bytes::from(cancel),
+                                Some(&from.handle),
+                            );
+                        }
                         let text = Bytes::from(msnp::mime::text_message(
                             &format!("[msngate] {notice}"),
                             None,

@@ -24,7 +24,7 @@ pub mod puppet;
 pub mod text;
 
 use crate::config::{IrcConfig, IrcNetworkConfig};
-use crate::core::conversation::{Conversation, EndpointOutbox, ParticipantInfo};
+use crate::core::conversation::{Conversation, EndpointOutbox, ParticipantInfo, Receipts};
 use crate::core::hub::{Hub, Unreachable};
 use crate::core::outbox::Outbox;
 use crate::core::presence::{Presence, Status};
@@ -1000,7 +1000,13 @@ impl Network for IrcNetwork {
             let endpoint = hub.conversations.new_endpoint_id();
             let outbox: EndpointOutbox = Arc::new(Outbox::new(hub.settings().max_queued_events));
             conversation
-                .join(endpoint, me.clone(), outbox.clone(), true)
+                .join(
+                    endpoint,
+                    me.clone(),
+                    outbox.clone(),
+                    Receipts::Custodian,
+                    true,
+                )
                 .map_err(|_| Unreachable)?;
             let local = inviter.handle.to_string();
             if let Remote::Channel(chan) = &parsed {

@@ -15,7 +15,9 @@
 
 use super::queue::{Job, Origin, Target};
 use super::{Inner, format, ids};
-use crate::core::conversation::{Conversation, ConversationEvent, JoinError, ParticipantInfo};
+use crate::core::conversation::{
+    Conversation, ConversationEvent, JoinError, ParticipantInfo, Receipts,
+};
 use crate::core::hub::Unreachable;
 use crate::core::outbox::Outbox;
 use bytes::Bytes;
@@ -182,7 +184,7 @@ fn identity(event: &ConversationEvent) -> (usize, usize) {
     match event {
         ConversationEvent::Joined(p) => (Arc::as_ptr(p) as usize, 0),
         ConversationEvent::Left { handle, .. } => (Arc::as_ptr(handle) as *const u8 as usize, 1),
-        ConversationEvent::Message { from, payload } => {
+        ConversationEvent::Message { from, payload, .. } => {
             (Arc::as_ptr(from) as usize, payload.as_ptr() as usize)
         }
     }
@@ -244,8 +246,13 @@ impl Inner {
             capabilities: ids::MATRIX_CAPABILITIES,
         });
         let id = hub.conversations.new_endpoint_id();
-        link.conversation
-            .join(id, info.clone(), link.outbox.clone(), require_existing)?;
+        link.conversation.join(
+            id,
+            info.clone(),
+            link.outbox.clone(),
+            Receipts::Custodian,
+            require_existing,
+        )?;
         let ep = Endpoint {
             id,
             user_id: user_id.to_string(),
@@ -312,15 +319,28 @@ impl Inner {
                 .in_hand
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             link.outbox.drain_into(&mut events);
-            let mut last = None;
-            for event in events.drain(..) {
+            let mut pending = events.drain(..).peekable();
+            while let Some(event) = pending.next() {
+                // Copies for the link's other endpoints: one answer covers them.
                 let id = identity(&event);
-                if last == Some(id) {
-                    continue;
+                while let Some(copy) = pending.next_if(|e| identity(e) == id) {
+                    if let (
+                        ConversationEvent::Message {
+                            custody: Some(first),
+                            ..
+                        },
+                        ConversationEvent::Message {
+                            custody: Some(other),
+                            ..
+                        },
+                    ) = (&event, &copy)
+                    {
+                        first.absorb(other);
+                    }
                 }
-                last = Some(id);
                 self.on_conversation_event(&link, event).await;
             }
+            drop(pending);
             self.chats
                 .in_hand
                 .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
@@ -403,11 +423,22 @@ impl Inner {
                 }
             }
             ConversationEvent::Left { .. } => {}
-            ConversationEvent::Message { from, payload } => {
+            ConversationEvent::Message {
+                from,
+                payload,
+                custody,
+            } => {
                 if link.is_endpoint_handle(&from.handle) || !self.is_local(&from.handle) {
                     return;
                 }
-                self.msn_message(link, &from, &payload).await;
+                let stored = self.msn_message(link, &from, &payload).await;
+                if let Some(custody) = custody {
+                    if stored {
+                        custody.accept();
+                    } else {
+                        custody.refuse();
+                    }
+                }
             }
         }
     }
@@ -450,7 +481,7 @@ impl Inner {
         link: &Arc<Link>,
         from: &Arc<ParticipantInfo>,
         payload: &Bytes,
-    ) {
+    ) -> bool {
         let local = from.handle.to_string();
         let target = link.target();
         let partner = link
@@ -460,12 +491,12 @@ impl Inner {
             .first()
             .map(|e| e.user_id.clone());
         let Some(msg) = MimeMessage::parse(payload) else {
-            return;
+            return false;
         };
         match msnp::mime::classify(payload) {
             PayloadKind::Text => {
                 let Some(text) = msnp::mime::text_body(&msg) else {
-                    return;
+                    return false;
                 };
                 let format = msg.header("X-MMS-IM-Format").map(ImFormat::parse);
                 let (body, html) = format::msn_to_matrix(&text, format.as_ref());
@@ -480,16 +511,21 @@ impl Inner {
                     excerpt: excerpt(&text),
                     room: None,
                 };
-                self.enqueue(Job::Send {
-                    target,
-                    from: local.clone(),
-                    content,
-                    origin: Some(origin),
-                })
-                .await;
+                let stored = self
+                    .enqueue_durable(Job::Send {
+                        target,
+                        from: local.clone(),
+                        content,
+                        origin: Some(origin),
+                    })
+                    .await;
                 self.ghost_typing(link, &local, false).await;
+                stored
             }
-            PayloadKind::Typing => self.ghost_typing(link, &local, true).await,
+            PayloadKind::Typing => {
+                self.ghost_typing(link, &local, true).await;
+                true
+            }
             PayloadKind::Nudge => {
                 let body = if matches!(target, Target::Dm { .. }) {
                     "nudged you!"
@@ -503,31 +539,29 @@ impl Inner {
                     excerpt: "(nudge)".into(),
                     room: None,
                 };
-                self.enqueue(Job::Send {
+                self.enqueue_durable(Job::Send {
                     target,
                     from: local,
                     content,
                     origin: Some(origin),
                 })
-                .await;
+                .await
             }
             PayloadKind::Invite => {
                 // File transfers and other invitations have no Matrix side: decline
                 // at once so the client does not wait (messages.md §12).
-                if msg.body_field("Invitation-Command") == Some("INVITE")
-                    && let Some(cookie) = msg.body_field("Invitation-Cookie")
+                if let Some(cancel) = msnp::mime::decline_unsupported_invitation(payload)
                     && let Some(ep) = link.state.lock().endpoints.first().cloned()
                 {
-                    let cancel = Bytes::from(msnp::mime::invite_cancel_message(
-                        cookie,
-                        "REJECT_NOT_INSTALLED",
-                    ));
                     link.conversation
-                        .relay(ep.id, &ep.info, &cancel, Some(&local));
+                        .relay(ep.id, &ep.info, &Bytes::from(cancel), Some(&local));
                 }
+                // Not delivered: the sender gets NAK besides the decline.
+                false
             }
-            // Client capabilities, keep-alives, emoticon and P2P data are between MSN clients.
-            _ => {}
+            // Client capabilities, keep-alives, emoticon and P2P data are
+            // between MSN clients: nothing for Matrix, and nothing to report.
+            _ => true,
         }
     }
 

@@ -169,27 +169,46 @@ fn backoff(attempts: i64) -> Duration {
 
 impl Inner {
     /// Persists `job` and starts it (in order after earlier jobs of its lane).
+    /// When it cannot be persisted it still runs: losing durability beats
+    /// losing the request.
     pub(super) async fn enqueue(self: &Arc<Self>, job: Job) {
+        self.enqueue_with(job, true).await;
+    }
+
+    /// Persists `job` and starts it; false (and nothing runs) when it cannot
+    /// be persisted, so that the sender can be told it was not sent.
+    pub(super) async fn enqueue_durable(self: &Arc<Self>, job: Job) -> bool {
+        self.enqueue_with(job, false).await
+    }
+
+    async fn enqueue_with(self: &Arc<Self>, job: Job, run_unpersisted: bool) -> bool {
         let id = self.db.new_id();
         let lane = job.lane();
-        match serde_json::to_string(&job) {
-            Ok(text) => {
-                if let Err(e) = self.db.outbox_insert(id, &lane, &text).await {
-                    // Still run it: losing durability beats losing the message.
-                    tracing::error!(error = %e, %lane, "cannot persist a Matrix request; running it unpersisted");
+        let persisted = match serde_json::to_string(&job) {
+            Ok(text) => match self.db.outbox_insert(id, &lane, &text).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, %lane, run_unpersisted, "cannot persist a Matrix request");
+                    false
                 }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot serialise a Matrix request"),
-        }
-        self.push_job(
-            lane,
-            Queued {
-                id,
-                job,
-                attempts: 0,
-                created_at: now_millis(),
             },
-        );
+            Err(e) => {
+                tracing::error!(error = %e, run_unpersisted, "cannot serialise a Matrix request");
+                false
+            }
+        };
+        if persisted || run_unpersisted {
+            self.push_job(
+                lane,
+                Queued {
+                    id,
+                    job,
+                    attempts: 0,
+                    created_at: now_millis(),
+                },
+            );
+        }
+        persisted
     }
 
     /// Re-queues the jobs a previous run left.

@@ -170,14 +170,19 @@ impl Accounts {
         }
     }
 
-    /// The salt `USR MD5 S` hands out: the account's fixed salt, or a
-    /// stable decoy for handles without legacy sign-in.
-    pub async fn legacy_salt(&self, raw_handle: &str) -> Result<String, StoreError> {
+    /// `USR MD5 I`: the salt to hand out (the account's fixed salt, or a
+    /// stable decoy for handles without legacy sign-in), and the account,
+    /// kept by the caller for [`Accounts::check_legacy`].
+    pub async fn legacy_challenge(
+        &self,
+        raw_handle: &str,
+    ) -> Result<(String, Option<AccountRow>), StoreError> {
         let account = self.find(raw_handle).await?;
-        Ok(match account.and_then(|a| a.legacy_salt) {
-            Some(salt) if self.legacy_md5 => salt,
+        let salt = match account.as_ref().and_then(|a| a.legacy_salt.as_ref()) {
+            Some(salt) if self.legacy_md5 => salt.clone(),
             _ => self.decoy_salt(raw_handle),
-        })
+        };
+        Ok((salt, account))
     }
 
     fn decoy_salt(&self, raw_handle: &str) -> String {
@@ -189,16 +194,14 @@ impl Accounts {
         format!("{}.{}", 1_000_000_000 + a % 1_000_000_000, b % 100_000)
     }
 
-    /// Checks an MSNP2-7 `USR MD5 S` response: hex MD5(salt || password).
-    pub async fn verify_legacy(
+    /// Checks an MSNP2-7 `USR MD5 S` response, hex MD5(salt || password),
+    /// against the account [`Accounts::legacy_challenge`] found.
+    pub fn check_legacy(
         &self,
-        raw_handle: &str,
+        account: Option<AccountRow>,
         response: &str,
     ) -> Result<AccountRow, SignInError> {
-        let account = self
-            .find(raw_handle)
-            .await?
-            .ok_or(SignInError::UnknownAccount)?;
+        let account = account.ok_or(SignInError::UnknownAccount)?;
         if !self.legacy_md5 {
             return Err(SignInError::LegacyDisabled);
         }

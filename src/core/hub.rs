@@ -225,9 +225,21 @@ impl Hub {
         &self,
         cell: &'a UserCell,
     ) -> Result<tokio::sync::MutexGuard<'a, Option<Roster>>, HubError> {
+        self.load_with(cell, None).await
+    }
+
+    /// Like [`Hub::load`], with the account row when the caller has it.
+    async fn load_with<'a>(
+        &self,
+        cell: &'a UserCell,
+        known: Option<&AccountRow>,
+    ) -> Result<tokio::sync::MutexGuard<'a, Option<Roster>>, HubError> {
         let mut guard = cell.roster.lock().await;
         if guard.is_none() {
-            let account = self.store.account_by_handle(&cell.handle).await?;
+            let account = match known {
+                Some(account) => Some(account.clone()),
+                None => self.store.account_by_handle(&cell.handle).await?,
+            };
             let Some(account) = account else {
                 return Err(HubError::List(ListError::UnknownAccount));
             };
@@ -247,7 +259,7 @@ impl Hub {
     pub async fn sign_in(&self, account: &AccountRow) -> Result<Arc<Session>, HubError> {
         let cell = self.cell(account.id, &account.handle);
         let (friendly_name, personal_message) = {
-            let guard = self.load(&cell).await?;
+            let guard = self.load_with(&cell, Some(account)).await?;
             let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
             (
                 roster.friendly_name.clone(),

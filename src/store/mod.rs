@@ -30,7 +30,7 @@ pub enum Backend {
     Postgres,
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct AccountRow {
     pub id: i64,
     pub handle: String,

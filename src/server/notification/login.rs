@@ -3,6 +3,7 @@
 use super::{Flow, LoginMethod, LoginState, NsConnection, encoded};
 use crate::core::handle;
 use crate::server::Role;
+use crate::store::AccountRow;
 use msnp::codec::Command;
 use msnp::dialect::Dialect;
 use msnp::error::ErrorCode;
@@ -87,7 +88,11 @@ impl NsConnection {
                 LoginState::Challenged {
                     handle,
                     method: expected,
-                } if expected == method => self.usr_subsequent(trid, method, &handle, value).await,
+                    account,
+                } if expected == method => {
+                    self.usr_subsequent(trid, method, &handle, account, value)
+                        .await
+                }
                 _ => self.refuse(cmd, "USR S without USR I"),
             },
             _ => self.refuse(cmd, "USR with unknown stage"),
@@ -115,18 +120,22 @@ impl NsConnection {
             tracing::info!(peer = %self.conn.peer, user = %handle, to = %ns, "dispatch: referred to notification server");
             return Flow::Close;
         }
-        let challenge = match method {
-            LoginMethod::Md5 => match self.ctx.hub.accounts.legacy_salt(&handle).await {
-                Ok(salt) => format!("USR {trid} MD5 S {salt}"),
+        let (challenge, account) = match method {
+            LoginMethod::Md5 => match self.ctx.hub.accounts.legacy_challenge(&handle).await {
+                Ok((salt, account)) => (format!("USR {trid} MD5 S {salt}"), account.map(Box::new)),
                 Err(e) => {
                     tracing::error!(error = %e, "sign-in failed: database");
                     return self.reply_error(ErrorCode::InternalError, trid);
                 }
             },
-            LoginMethod::Passport => format!("USR {trid} TWN S {}", passport_challenge()),
+            LoginMethod::Passport => (format!("USR {trid} TWN S {}", passport_challenge()), None),
         };
         self.conn.send_line(&challenge);
-        self.state = LoginState::Challenged { handle, method };
+        self.state = LoginState::Challenged {
+            handle,
+            method,
+            account,
+        };
         Flow::Continue
     }
 
@@ -135,14 +144,14 @@ impl NsConnection {
         trid: u32,
         method: LoginMethod,
         handle: &str,
+        account: Option<Box<AccountRow>>,
         response: &str,
     ) -> Flow {
         let hub = self.ctx.hub.clone();
         let account = match method {
             LoginMethod::Md5 => hub
                 .accounts
-                .verify_legacy(handle, response)
-                .await
+                .check_legacy(account.map(|a| *a), response)
                 .map_err(|e| e.to_string()),
             LoginMethod::Passport => match hub.tickets.redeem(response, handle) {
                 Ok(()) => match hub.accounts.find(handle).await {

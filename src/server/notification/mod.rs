@@ -38,6 +38,9 @@ pub(crate) enum LoginState {
     Challenged {
         handle: String,
         method: LoginMethod,
+        /// The account read at `USR MD5 I`, so `USR MD5 S` and the sign-in
+        /// need not read it again (boxed: most connections never hold one).
+        account: Option<Box<crate::store::AccountRow>>,
     },
     SignedIn,
 }

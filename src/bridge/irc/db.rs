@@ -97,7 +97,7 @@ impl Db {
     ) -> Result<Vec<OutRow>> {
         let lock = self.lock_for(handle, network);
         let _guard = lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         let mut rows = Vec::with_capacity(bodies.len());
         let now = now_millis();
         for body in bodies {
@@ -249,7 +249,7 @@ impl Db {
     }
 
     pub async fn set_puppet(&self, handle: &str, network: &str, nick: Option<&str>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         sqlx::query("DELETE FROM irc_puppets WHERE handle = $1 AND network = $2")
             .bind(handle)
             .bind(network)
@@ -289,7 +289,7 @@ pub async fn set_credentials(
         Credentials::Sasl { account, password } => ("sasl", account, password),
         Credentials::NickServ { account, password } => ("nickserv", account, password),
     };
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::store::begin_write(pool).await?;
     sqlx::query("DELETE FROM irc_credentials WHERE handle = $1 AND network = $2")
         .bind(handle)
         .bind(network)

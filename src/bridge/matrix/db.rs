@@ -173,7 +173,7 @@ impl Db {
     }
 
     pub async fn set_dm(&self, local: &str, matrix_user: &str, room_id: &str) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         sqlx::query(
             "INSERT INTO matrix_dm_rooms (local_handle, matrix_user, room_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (local_handle, matrix_user) DO UPDATE SET room_id = excluded.room_id, created_at = excluded.created_at",
@@ -327,7 +327,7 @@ impl Db {
     /// homeserver resending the event finds it done, and a crash before the
     /// commit leaves the event for the homeserver to resend.
     pub async fn inbox_insert(&self, rows: &[InboxRow], event_id: &str) -> DbResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::store::begin_write(&self.pool).await?;
         for row in rows {
             sqlx::query(
                 "INSERT INTO matrix_inbox (id, local_handle, room_id, sender, sender_name, kind, payload, event_id, created_at) \

@@ -941,6 +941,61 @@ fn personal_messages_reach_msnp11_and_msnp12_watchers() {
     });
 }
 
+/// What a user is playing (`CurrentMedia`) reaches watchers beside the
+/// personal message, byte for byte; it changes on its own, and it ends with
+/// the session while the personal message is kept.
+#[test]
+fn now_playing_reaches_watchers_and_ends_with_the_session() {
+    run(async {
+        let server = start().await;
+        let (dave, erin) = (uid("media", "dave"), uid("media", "erin"));
+        let mut d = online(&server, &dave, "Dave", 11).await;
+        let mut e = online(&server, &erin, "Erin", 12).await;
+        call(&mut d, &format!("ADC {{t}} FL N={erin} F=Erin")).await;
+        e.expect(&format!("ADC 0 RL N={dave} F=Dave")).await;
+        let doc = |psm: &str, media: &str| {
+            format!("<Data><PSM>{psm}</PSM><CurrentMedia>{media}</CurrentMedia></Data>")
+        };
+        let uux = async |c: &mut Client, xml: &str| {
+            let t = c.next();
+            c.send_payload(&format!("UUX {t}"), xml.as_bytes()).await;
+            c.expect(&format!("UUX {t} 0")).await;
+        };
+        let expect_ubx = async |c: &mut Client, xml: &str| {
+            let got = c.recv_named("UBX").await;
+            assert_eq!(render(&got), format!("UBX {erin} {}", xml.len()));
+            assert_eq!(
+                String::from_utf8_lossy(got.payload.as_deref().unwrap_or_default()),
+                xml
+            );
+        };
+        let song =
+            |title: &str| format!("\\0Music\\01\\0{{0}} - {{1}}\\0{title}\\0Artist\\0Album\\0\\0");
+
+        let playing = doc("at work", &song("First"));
+        uux(&mut e, &playing).await;
+        expect_ubx(&mut d, &playing).await;
+        // A new song alone is news.
+        let next = doc("at work", &song("Second &amp; Third"));
+        uux(&mut e, &next).await;
+        expect_ubx(&mut d, &next).await;
+        // Switched off in the player: the message stays, the media goes.
+        uux(&mut e, &doc("at work", "\\0Music\\00\\0{0}\\0Second\\0\\0")).await;
+        expect_ubx(&mut d, &doc("at work", "")).await;
+        uux(&mut e, &next).await;
+        expect_ubx(&mut d, &next).await;
+        // A new session starts with the stored message and nothing playing.
+        e.send("OUT").await;
+        d.expect(&format!("FLN {erin}")).await;
+        let mut e2 = sign_in(&server, 12, &erin, PW).await;
+        syn(&mut e2, 12).await;
+        chg(&mut e2, 12, "NLN", None).await;
+        d.recv_named("NLN").await;
+        expect_ubx(&mut d, &doc("at work", "")).await;
+        quiet(&mut e2).await;
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Groups
 

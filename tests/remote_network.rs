@@ -33,6 +33,7 @@ fn presence(handle: &str, status: Status, name: &str) -> Arc<Presence> {
         capabilities: 0x4000_0000,
         avatar: None,
         personal_message: "".into(),
+        now_playing: None,
     })
 }
 

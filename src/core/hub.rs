@@ -14,7 +14,7 @@ use crate::core::accounts::Accounts;
 use crate::core::conversation::Conversations;
 use crate::core::events::{DisconnectReason, Invitation, SessionEvent};
 use crate::core::outbox::Outbox;
-use crate::core::presence::{Presence, Status};
+use crate::core::presence::{NowPlaying, Presence, Status};
 use crate::core::roster::{
     Contact, FORWARD, Group, List, ListError, Privacy, REVERSE, Roster, SHARED_PHONE_KEYS,
     allowed_by, new_guid,
@@ -279,6 +279,7 @@ impl Hub {
                 capabilities: 0,
                 avatar: None,
                 personal_message: personal_message.into(),
+                now_playing: None,
             })),
             outbox: Outbox::new(self.settings.max_queued_events),
             client_tag: std::sync::atomic::AtomicU32::new(0),
@@ -398,6 +399,7 @@ impl Hub {
                 avatar,
                 friendly_name: roster.friendly_name.as_str().into(),
                 personal_message: roster.personal_message.as_str().into(),
+                now_playing: old.now_playing.clone(),
                 handle: old.handle.clone(),
             });
             *presence = new.clone();
@@ -418,9 +420,9 @@ impl Hub {
             // On appearing, a message that exists; later, any change (an
             // emptied message too, which clears the watcher's copy).
             let psm_to_send = if appeared {
-                !new.personal_message.is_empty()
+                new.has_personal_data()
             } else {
-                old.personal_message != new.personal_message
+                old.personal_data_differs(new)
             };
             let presence_changed = changed
                 && (appeared
@@ -491,31 +493,48 @@ impl Hub {
         Ok(roster.version)
     }
 
-    /// Changes the personal message (MSNP11+ `UUX`); watchers get it at once.
+    /// Changes the personal message (stored) and what the user is playing
+    /// (for this session only), as MSNP11+ `UUX` does; watchers get it at once.
     pub async fn set_personal_message(
         &self,
         session: &Session,
         text: &str,
+        now_playing: Option<Arc<NowPlaying>>,
     ) -> Result<(), HubError> {
         let mut guard = self.load(&session.cell).await?;
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
-        if roster.personal_message == text {
+        let playing_changed = session.presence().now_playing != now_playing;
+        if roster.personal_message == text && !playing_changed {
             return Ok(());
         }
-        let changes = roster.plan_personal_message(text);
-        self.store.apply(&changes).await?;
-        roster.apply(&changes);
-        self.refresh_presence(session, roster);
+        if roster.personal_message != text {
+            let changes = roster.plan_personal_message(text);
+            self.store.apply(&changes).await?;
+            roster.apply(&changes);
+        }
+        self.refresh_presence_with(session, roster, |p| p.now_playing = now_playing);
         Ok(())
     }
 
     fn refresh_presence(&self, session: &Session, roster: &Roster) {
+        self.refresh_presence_with(session, roster, |_| {});
+    }
+
+    /// Takes name and personal message from `roster`, applies `update`,
+    /// and announces the difference.
+    fn refresh_presence_with(
+        &self,
+        session: &Session,
+        roster: &Roster,
+        update: impl FnOnce(&mut Presence),
+    ) {
         let (old, new) = {
             let mut presence = session.presence.lock();
             let old = presence.clone();
             let mut new = (*old).clone();
             new.friendly_name = roster.friendly_name.as_str().into();
             new.personal_message = roster.personal_message.as_str().into();
+            update(&mut new);
             let new = Arc::new(new);
             *presence = new.clone();
             (old, new)
@@ -691,7 +710,7 @@ impl Hub {
                     SessionEvent::ContactOffline(me.handle.clone())
                 };
                 let _ = watcher.outbox.push(event);
-                if after && !me.personal_message.is_empty() {
+                if after && me.has_personal_data() {
                     let _ = watcher
                         .outbox
                         .push(SessionEvent::ContactPersonalMessage(me.clone()));

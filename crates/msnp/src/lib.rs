@@ -9,5 +9,6 @@ pub mod codec;
 pub mod dialect;
 pub mod error;
 pub mod mime;
+pub mod psm;
 pub mod urlenc;
 pub mod xml;

@@ -1133,6 +1133,7 @@ pub fn remote_presence(
         capabilities: BRIDGED_CAPS,
         avatar: None,
         personal_message: "".into(),
+        now_playing: None,
     }
 }
 

@@ -514,7 +514,8 @@ impl Inner {
                 status_msg: None,
             };
         }
-        let psm = p.personal_message.trim();
+        let text = p.status_text();
+        let psm = text.trim();
         let status_msg = match (label, psm.is_empty()) {
             (Some(l), true) => Some(l.to_string()),
             (Some(l), false) => Some(format!("{l} — {psm}")),
@@ -631,6 +632,7 @@ impl Inner {
             capabilities: ids::MATRIX_CAPABILITIES,
             avatar: None,
             personal_message: user.status_msg.unwrap_or_default().into(),
+            now_playing: None,
         })
     }
 

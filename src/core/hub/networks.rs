@@ -129,9 +129,9 @@ impl Hub {
                     .push(SessionEvent::ContactPresence(presence.clone()));
                 let psm_changed = old
                     .as_ref()
-                    .map(|o| o.personal_message != presence.personal_message)
+                    .map(|o| o.personal_data_differs(&presence))
                     .unwrap_or(true);
-                if psm_changed && (!presence.personal_message.is_empty() || was_visible) {
+                if psm_changed && (presence.has_personal_data() || was_visible) {
                     let _ = session
                         .outbox
                         .push(SessionEvent::ContactPersonalMessage(presence.clone()));

@@ -3,7 +3,7 @@
 
 use super::{Flow, NsConnection, decoded, encoded};
 use crate::core::events::{DisconnectReason, SessionEvent};
-use crate::core::presence::{Presence, Status};
+use crate::core::presence::{NowPlaying, Presence, Status};
 use msnp::codec::Command;
 use msnp::dialect::Dialect;
 use msnp::error::ErrorCode;
@@ -58,32 +58,22 @@ pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
     line
 }
 
-/// The `UUX`/`UBX` document for a personal message.
-pub(crate) fn personal_message_xml(text: &str) -> String {
-    format!(
-        "<Data><PSM>{}</PSM><CurrentMedia></CurrentMedia></Data>",
-        msnp::xml::escape(text)
-    )
+/// The `UBX` document for a contact's personal message and media.
+pub(crate) fn personal_data_xml(p: &Presence) -> String {
+    let media = p.now_playing.as_ref().map(|n| match &n.msn_form {
+        Some(form) => msnp::psm::CurrentMedia::parse(form)
+            .unwrap_or_else(|| msnp::psm::CurrentMedia::from_text(&n.category, &n.text)),
+        None => msnp::psm::CurrentMedia::from_text(&n.category, &n.text),
+    });
+    msnp::psm::document(&p.personal_message, media.as_ref())
 }
 
-/// Extracts the text of `<PSM>` from a `UUX` payload; `None` if malformed.
-pub(crate) fn parse_personal_message(payload: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(payload).ok()?.trim();
-    if text.is_empty() {
-        return Some(String::new());
-    }
-    if !text.starts_with("<Data>") || !text.ends_with("</Data>") {
-        return None;
-    }
-    if text.contains("<PSM/>") {
-        return Some(String::new());
-    }
-    let start = text.find("<PSM>").map(|i| i + 5);
-    let end = text.find("</PSM>");
-    match (start, end) {
-        (Some(s), Some(e)) if s <= e => msnp::xml::unescape(&text[s..e]),
-        (None, None) => Some(String::new()),
-        _ => None,
+/// What an MSN client's `CurrentMedia` means, network-neutral.
+fn now_playing_of(media: &msnp::psm::CurrentMedia) -> NowPlaying {
+    NowPlaying {
+        category: media.category.as_str().into(),
+        text: media.display().into(),
+        msn_form: Some(media.render().into()),
     }
 }
 
@@ -173,8 +163,8 @@ impl NsConnection {
     /// `UBX` for a contact. An empty message is sent only as a change (it
     /// clears the old one); an `ILN` is followed only by a message that exists.
     fn send_personal_message(&mut self, p: &Presence, changed: bool) {
-        if self.dialect.has_personal_message() && (changed || !p.personal_message.is_empty()) {
-            let xml = personal_message_xml(&p.personal_message);
+        if self.dialect.has_personal_message() && (changed || p.has_personal_data()) {
+            let xml = personal_data_xml(p);
             self.conn
                 .send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
         }
@@ -185,14 +175,20 @@ impl NsConnection {
             return Flow::Close;
         };
         let payload = cmd.payload.clone().unwrap_or_default();
-        let Some(text) = parse_personal_message(&payload) else {
+        let Some(data) = msnp::psm::parse(&payload) else {
             tracing::info!(peer = %self.conn.peer, "closing: malformed UUX document");
             return Flow::Close;
         };
         if !self.rate.allow() {
             return self.reply_error(ErrorCode::RateLimited, trid);
         }
-        if let Err(e) = self.ctx.hub.set_personal_message(&session, &text).await {
+        let playing = data.media.as_ref().map(|m| Arc::new(now_playing_of(m)));
+        if let Err(e) = self
+            .ctx
+            .hub
+            .set_personal_message(&session, &data.message, playing)
+            .await
+        {
             tracing::error!(user = %session.handle, error = %e, "personal message change failed");
             return self.reply_error(ErrorCode::InternalError, trid);
         }
@@ -295,31 +291,5 @@ impl NsConnection {
             }
         }
         Flow::Continue
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn personal_message_round_trip() {
-        let xml = personal_message_xml("fish & <chips> ✓");
-        assert_eq!(
-            parse_personal_message(xml.as_bytes()).as_deref(),
-            Some("fish & <chips> ✓")
-        );
-        assert_eq!(
-            parse_personal_message(b"<Data><PSM></PSM><CurrentMedia></CurrentMedia></Data>")
-                .as_deref(),
-            Some("")
-        );
-        assert_eq!(parse_personal_message(b"").as_deref(), Some(""));
-        assert_eq!(parse_personal_message(b"<Data><PSM>oops</Data>"), None);
-        assert_eq!(parse_personal_message(b"not xml"), None);
-        assert_eq!(
-            parse_personal_message(b"<Data><PSM>&bogus;</PSM></Data>"),
-            None
-        );
     }
 }

@@ -871,6 +871,50 @@ fn gtc_is_stored_and_a_repeat_is_218() {
     });
 }
 
+/// A phone number changed while watchers are online reaches them at once
+/// (`BPR`, numbered with each MSNP5–9 watcher's own list version), but not
+/// a blocked watcher, and nobody while the owner appears offline.
+#[test]
+fn phone_changes_reach_allowed_watchers_at_once() {
+    run(async {
+        let server = start().await;
+        let (bob, alice, erin, carol) = (
+            uid("bpr", "bob"),
+            uid("bpr", "alice"),
+            uid("bpr", "erin"),
+            uid("bpr", "carol"),
+        );
+        let mut b = online(&server, &bob, "Bob", 9).await;
+        let mut a = online(&server, &alice, "Alice", 7).await;
+        let mut e = online(&server, &erin, "Erin", 12).await;
+        let mut c = online(&server, &carol, "Carol", 10).await;
+        call(&mut a, &format!("ADD {{t}} FL {bob} Bob 0")).await;
+        call(&mut e, &format!("ADC {{t}} FL N={bob} F=Bob")).await;
+        call(&mut c, &format!("ADC {{t}} FL N={bob} F=Bob")).await;
+        call(&mut b, &format!("ADD {{t}} BL {carol} Carol")).await;
+        c.expect(&format!("FLN {bob}")).await;
+        let (_, got) = call(&mut a, "GTC {t} N").await;
+        let alice_version: i64 = got[0].split(' ').nth(2).unwrap().parse().unwrap();
+
+        call(&mut b, "PRP {t} PHM 555%209876").await;
+        a.expect(&format!("BPR {alice_version} {bob} PHM 555%209876"))
+            .await;
+        e.expect(&format!("BPR {bob} PHM 555%209876")).await;
+        quiet(&mut c).await;
+        // Cleared: an empty value.
+        call(&mut b, "PRP {t} PHM").await;
+        a.expect(&format!("BPR {alice_version} {bob} PHM")).await;
+        e.expect(&format!("BPR {bob} PHM")).await;
+        // Hidden: the change is kept for the next SYN, not announced.
+        chg(&mut b, 9, "HDN", None).await;
+        a.expect(&format!("FLN {bob}")).await;
+        e.expect(&format!("FLN {bob}")).await;
+        call(&mut b, "PRP {t} PHH 555%201111").await;
+        quiet(&mut a).await;
+        quiet(&mut e).await;
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Personal messages (MSNP11+)
 

@@ -11,6 +11,15 @@ pub enum SessionEvent {
     ContactPersonalMessage(Arc<Presence>),
     /// A watched contact went offline, hid, or blocked the user.
     ContactOffline(Arc<str>),
+    /// A watched contact changed a phone property the user may see.
+    ContactPhone {
+        handle: Arc<str>,
+        key: Arc<str>,
+        /// `None` when cleared.
+        value: Option<Arc<str>>,
+        /// The receiving user's own list version (MSNP5–9 number `BPR` with it).
+        list_version: i64,
+    },
     /// Someone put the user on their forward list.
     AddedBy {
         handle: Arc<str>,

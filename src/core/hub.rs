@@ -50,6 +50,21 @@ pub struct UserCell {
     pub account_id: i64,
     pub handle: String,
     roster: tokio::sync::Mutex<Option<Roster>>,
+    /// The roster's list version, readable without its lock (for notices
+    /// that MSNP5–9 number with the receiver's version).
+    list_version: std::sync::atomic::AtomicI64,
+}
+
+impl UserCell {
+    /// Applies committed changes to this user's roster.
+    fn apply(&self, roster: &mut Roster, changes: &[Change]) {
+        roster.apply(changes);
+        self.list_version.store(roster.version, Ordering::Relaxed);
+    }
+
+    pub fn list_version(&self) -> i64 {
+        self.list_version.load(Ordering::Relaxed)
+    }
 }
 
 /// A signed-in user (one notification-server connection).
@@ -216,6 +231,7 @@ impl Hub {
             account_id,
             handle: handle.to_string(),
             roster: tokio::sync::Mutex::new(None),
+            list_version: std::sync::atomic::AtomicI64::new(0),
         });
         cells.insert(handle.to_string(), Arc::downgrade(&cell));
         cell
@@ -244,11 +260,9 @@ impl Hub {
                 return Err(HubError::List(ListError::UnknownAccount));
             };
             let rows = self.store.load_roster(account.id).await?;
-            *guard = Some(Roster::from_rows(
-                &account,
-                rows,
-                self.settings.max_contacts,
-            ));
+            let roster = Roster::from_rows(&account, rows, self.settings.max_contacts);
+            cell.list_version.store(roster.version, Ordering::Relaxed);
+            *guard = Some(roster);
         }
         Ok(guard)
     }
@@ -488,7 +502,7 @@ impl Hub {
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
         let changes = roster.plan_friendly_name(name);
         self.store.apply(&changes).await?;
-        roster.apply(&changes);
+        session.cell.apply(roster, &changes);
         self.refresh_presence(session, roster);
         Ok(roster.version)
     }
@@ -510,7 +524,7 @@ impl Hub {
         if roster.personal_message != text {
             let changes = roster.plan_personal_message(text);
             self.store.apply(&changes).await?;
-            roster.apply(&changes);
+            session.cell.apply(roster, &changes);
         }
         self.refresh_presence_with(session, roster, |p| p.now_playing = now_playing);
         Ok(())
@@ -620,7 +634,11 @@ impl Hub {
             && (joins_forward || leaves_forward)
         {
             let rows = self.store.load_roster(target.id).await?;
-            **guard = Some(Roster::from_rows(target, rows, self.settings.max_contacts));
+            let roster = Roster::from_rows(target, rows, self.settings.max_contacts);
+            if let Some(cell) = &target_cell {
+                cell.list_version.store(roster.version, Ordering::Relaxed);
+            }
+            **guard = Some(roster);
         }
 
         // Reverse-list side of a forward-list change.
@@ -672,10 +690,10 @@ impl Hub {
         let allowed_before: Vec<bool> = privacy_subjects.iter().map(|h| roster.allows(h)).collect();
 
         self.store.apply(&changes).await?;
-        roster.apply(&changes);
+        session.cell.apply(roster, &changes);
         let target_roster = target_guard.as_mut().and_then(|g| g.as_mut());
-        if let Some(target_roster) = target_roster {
-            target_roster.apply(&changes);
+        if let (Some(target_roster), Some(cell)) = (target_roster, &target_cell) {
+            cell.apply(target_roster, &changes);
         }
         let target_roster = target_guard.as_ref().and_then(|g| g.as_ref());
 
@@ -698,6 +716,21 @@ impl Hub {
 
         // Announcements to others.
         let me = session.presence();
+        if let RosterEdit::SetProperty { name, value } = &edit
+            && crate::core::roster::SHARED_PHONE_KEYS.contains(&name.as_str())
+            && me.status.is_visible()
+        {
+            let (key, value): (Arc<str>, Option<Arc<str>>) =
+                (name.as_str().into(), value.as_deref().map(Arc::from));
+            self.fan_out(roster, |watcher| {
+                Some(SessionEvent::ContactPhone {
+                    handle: me.handle.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    list_version: watcher.cell.list_version(),
+                })
+            });
+        }
         for (subject, before) in privacy_subjects.iter().zip(allowed_before) {
             let after = roster.allows(subject);
             if before == after || !me.status.is_visible() || !roster.is_on(subject, List::Reverse) {

@@ -194,7 +194,7 @@ impl Hub {
         let roster = guard.as_mut().ok_or(ListError::UnknownAccount)?;
         let (changes, _) = edit.plan(roster)?;
         self.store.apply(&changes).await?;
-        roster.apply(&changes);
+        session.cell.apply(roster, &changes);
         let mut outcome = EditOutcome {
             version: roster.version,
             contact: roster.contact(handle).cloned(),
@@ -265,7 +265,7 @@ impl Hub {
         self.store.apply(&changes).await?;
         let version = match guard.as_mut() {
             Some(roster) => {
-                roster.apply(&changes);
+                cell.apply(roster, &changes);
                 roster.version
             }
             None => account.list_version + 1,

@@ -240,6 +240,24 @@ impl NsConnection {
                 SessionEvent::ContactOffline(handle) if self.presence_started => {
                     self.conn.send_line(&format!("FLN {handle}"));
                 }
+                SessionEvent::ContactPhone {
+                    handle,
+                    key,
+                    value,
+                    list_version,
+                } if self.synced && d.has_phone_properties() => {
+                    let value = match (&*key, value) {
+                        (_, Some(v)) => format!(" {}", encoded(&v)),
+                        ("MOB", None) => " N".to_string(),
+                        (_, None) => String::new(),
+                    };
+                    let line = if d.uses_guids() {
+                        format!("BPR {handle} {key}{value}")
+                    } else {
+                        format!("BPR {list_version} {handle} {key}{value}")
+                    };
+                    self.conn.send_line(&line);
+                }
                 SessionEvent::AddedBy {
                     handle,
                     friendly_name,

@@ -301,6 +301,16 @@ async fn three_party_chat_with_joins_leaves_and_dialect_specific_iro_joi() {
     expect_relayed(&mut b_sb, &carol, &m).await;
     c_sb.expect(&format!("ACK {t}")).await;
 
+    // P2P data goes only to the participant its P2P-Dest names.
+    let chunk = p2p_chunk(&alice.handle, 7, 0, 4, b"data");
+    let t = send_msg(&mut c_sb, "D", &chunk).await;
+    expect_relayed(&mut a_sb, &carol, &chunk).await;
+    c_sb.expect(&format!("ACK {t}")).await;
+    let m = text_message("marker");
+    send_msg(&mut c_sb, "U", &m).await;
+    expect_relayed(&mut b_sb, &carol, &m).await; // not the P2P chunk first
+    expect_relayed(&mut a_sb, &carol, &m).await;
+
     // bob leaves with OUT: the others see BYE, bob sees nothing more.
     b_sb.send("OUT").await;
     assert!(b_sb.expect_closed().await.is_empty());

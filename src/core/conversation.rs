@@ -281,8 +281,9 @@ impl Conversation {
         from_endpoint: u64,
         from: &Arc<ParticipantInfo>,
         payload: &Bytes,
+        only_to: Option<&str>,
     ) -> Delivery {
-        self.relay_with(from_endpoint, from, payload, None, true)
+        self.relay_with(from_endpoint, from, payload, only_to, true)
     }
 
     fn relay_with(
@@ -634,13 +635,13 @@ mod tests {
         let limit = Duration::from_secs(5);
 
         // Stored: ACK.
-        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload, None);
         assert!(delivery.is_pending());
         custody_of(&bridge).expect("custody asked for").accept();
         assert!(delivery.settle(limit).await);
 
         // One answer for several copies.
-        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload, None);
         let (extra, extra_rx) = Custody::new();
         let kept = custody_of(&bridge).expect("custody asked for");
         kept.absorb(&extra);
@@ -650,15 +651,15 @@ mod tests {
         assert_eq!(extra_rx.await, Ok(true));
 
         // Refused, or dropped unanswered: NAK.
-        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload, None);
         custody_of(&bridge).expect("custody asked for").refuse();
         assert!(!delivery.settle(limit).await);
-        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload, None);
         drop(custody_of(&bridge));
         assert!(!delivery.settle(limit).await);
 
         // Never answered: NAK after the limit.
-        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload);
+        let delivery = room.relay_confirmed(1, &info("a@x.com"), &payload, None);
         let kept = custody_of(&bridge);
         assert!(!delivery.settle(Duration::from_millis(20)).await);
         drop(kept);
@@ -667,7 +668,7 @@ mod tests {
         let delivery = room.relay(1, &info("a@x.com"), &payload, None);
         assert!(!delivery.is_pending());
         assert!(custody_of(&bridge).is_none());
-        let delivery = room.relay_confirmed(2, &info("b@x.com"), &payload);
+        let delivery = room.relay_confirmed(2, &info("b@x.com"), &payload, None);
         assert!(!delivery.is_pending() && delivery.settle(limit).await);
         assert!(custody_of(&msn).is_none());
     }

@@ -478,9 +478,17 @@ impl SbConnection {
             tracing::info!(peer = %self.conn.peer, mode, "closing switchboard connection: unknown MSG mode");
             return Flow::Close;
         }
-        if mode == "D" && msnp::mime::MimeMessage::parse(payload).is_none() {
-            self.conn.send_error(ErrorCode::P2pError, trid);
-            return Flow::Continue;
+        // P2P data (always mode D) goes only to the participant it names: in
+        // a group chat the others, a bridge above all, have no use for it.
+        let mut p2p_dest = None;
+        if mode == "D" {
+            match msnp::mime::MimeMessage::parse(payload) {
+                Some(m) => p2p_dest = m.p2p_destination().map(str::to_string),
+                None => {
+                    self.conn.send_error(ErrorCode::P2pError, trid);
+                    return Flow::Continue;
+                }
+            }
         }
         self.last_message = Instant::now();
         // Relays carry the sender's current friendly name (IRO/JOI keep the one at join time).
@@ -493,10 +501,12 @@ impl SbConnection {
                 });
             }
         }
+        let only_to = p2p_dest.as_deref();
         let delivery = if mode == "U" {
-            j.conversation.relay(j.endpoint, &j.me, payload, None)
+            j.conversation.relay(j.endpoint, &j.me, payload, only_to)
         } else {
-            j.conversation.relay_confirmed(j.endpoint, &j.me, payload)
+            j.conversation
+                .relay_confirmed(j.endpoint, &j.me, payload, only_to)
         };
         let mode: &'static str = match mode {
             "U" => "U",

@@ -131,6 +131,15 @@ impl<'a> MimeMessage<'a> {
         Some(media_type)
     }
 
+    /// The `P2P-Dest` of a P2P message (messages.md §7): the one participant
+    /// it is for. `None` for other messages, or P2P without one.
+    pub fn p2p_destination(&self) -> Option<&'a str> {
+        if !self.is_content_type("application/x-msnmsgrp2p") {
+            return None;
+        }
+        self.header("P2P-Dest").filter(|d| !d.is_empty())
+    }
+
     /// Whether the media type equals `media_type`, ignoring ASCII case.
     pub fn is_content_type(&self, media_type: &str) -> bool {
         self.content_type()

@@ -726,6 +726,9 @@ fn p2p_binary_body_is_untouched() {
     let message = MimeMessage::parse(&payload).expect("p2p is MIME");
     assert_eq!(message.body, &binary[..]);
     assert_eq!(message.header("p2p-dest"), Some("bob@example.com"));
+    assert_eq!(message.p2p_destination(), Some("bob@example.com"));
+    let text = mime::text_message("P2P-Dest: bob@example.com", None);
+    assert_eq!(MimeMessage::parse(&text).unwrap().p2p_destination(), None);
 }
 
 #[test]

@@ -170,6 +170,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             burst: config.irc.send_burst,
             line_interval: Duration::from_millis(config.irc.send_interval_ms),
             max_concurrent_connects: config.irc.max_concurrent_connects,
+            hold_absent: Duration::from_secs(config.irc.hold_absent_secs),
             ..Default::default()
         };
         let bridge = crate::bridge::irc::start_with(

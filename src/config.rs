@@ -73,6 +73,9 @@ pub struct IrcConfig {
     pub send_interval_ms: u64,
     /// IRC registrations in progress at once, over all users and networks.
     pub max_concurrent_connects: usize,
+    /// How long lines to a nick that is not on IRC wait for it to return
+    /// before the MSN sender is told they were not delivered.
+    pub hold_absent_secs: u64,
 }
 
 impl Default for IrcConfig {
@@ -83,6 +86,7 @@ impl Default for IrcConfig {
             send_burst: 5,
             send_interval_ms: 2000,
             max_concurrent_connects: 4,
+            hold_absent_secs: 3 * 24 * 3600,
         }
     }
 }

@@ -47,6 +47,7 @@ fn fast() -> Tuning {
         line_interval: Duration::from_millis(100),
         register_timeout: Duration::from_secs(10),
         keepalive: Duration::from_secs(60),
+        hold_absent: Duration::from_secs(3600),
     }
 }
 
@@ -76,13 +77,17 @@ fn network(addr: SocketAddr, edit: impl FnOnce(&mut IrcNetworkConfig)) -> IrcCon
 
 impl Fixture {
     async fn start(config: IrcConfig) -> Fixture {
+        Fixture::start_tuned(config, fast()).await
+    }
+
+    async fn start_tuned(config: IrcConfig, tuning: Tuning) -> Fixture {
         // A permissive server: third-party clients send text longer than
         // the 1664 bytes official ones are limited to.
         let server = start_with(|c| c.msn.max_message_bytes = 8192).await;
         let (stop, rx) = tokio::sync::watch::channel(false);
         let bridge = irc::start_with(
             &config,
-            fast(),
+            tuning,
             server.running.hub.clone(),
             server.running.metrics.clone(),
             rx,
@@ -936,4 +941,56 @@ async fn monitor_presence_against_scripted_server() {
         .expect("PONG", |l| l.starts_with("PONG") || l.starts_with("ISON"))
         .await;
     assert!(l.starts_with("PONG"), "{l}");
+}
+
+/// Lines for a nick that left IRC wait for it: delivered when it is back,
+/// reported to the MSN sender when it stays away longer than the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_for_an_absent_nick_wait_then_are_reported() {
+    let Some(addr) = irc_addr() else { return };
+    let tuning = Tuning {
+        hold_absent: Duration::from_secs(2),
+        ..fast()
+    };
+    let fx = Fixture::start_tuned(network(addr, |_| {}), tuning).await;
+    let mut bob = Irc::connect(addr, "h_bob").await;
+    let mut alice = fx.msn("h-alice@example.com").await;
+    bob.wait_for("h-alice|msn").await;
+    add_contact(&mut alice, "h_bob@test.irc").await;
+    ns_expect(&mut alice, "bob online", |l| {
+        l.contains("NLN h_bob@test.irc h_bob ")
+    })
+    .await;
+    let mut sb = call(&mut alice, "h-alice@example.com", "h_bob@test.irc").await;
+    sb_send(&mut sb, 2, "hello").await;
+    assert_eq!(bob.privmsg("h-alice|msn", "h_bob").await, "hello");
+
+    // bob leaves; what alice writes now waits for him.
+    bob.send("QUIT :brb").await;
+    drop(bob);
+    ns_expect(&mut alice, "FLN for bob", |l| l == "FLN h_bob@test.irc").await;
+    sb_send(&mut sb, 3, "still there?").await;
+    let note = sb_text(&mut sb, "h_bob@test.irc").await;
+    assert!(note.contains("not on IRC right now"), "{note}");
+    let mut bob = Irc::connect(addr, "h_bob").await;
+    assert_eq!(bob.privmsg("h-alice|msn", "h_bob").await, "still there?");
+
+    // Away for longer than the hold: alice learns it was not delivered.
+    bob.send("QUIT :gone").await;
+    drop(bob);
+    ns_expect(&mut alice, "FLN for bob", |l| l == "FLN h_bob@test.irc").await;
+    sb_send(&mut sb, 4, "hello?").await;
+    let note = sb_text(&mut sb, "h_bob@test.irc").await;
+    assert!(note.contains("not on IRC right now"), "{note}");
+    let note = sb_text(&mut sb, "h_bob@test.irc").await;
+    assert!(
+        note.contains("Not delivered to h_bob: they did not come back to IRC within 2 seconds")
+            && note.ends_with("Undelivered text: hello?"),
+        "{note}"
+    );
+    // And it is not sent later: bob comes back to nothing.
+    let mut bob = Irc::connect(addr, "h_bob").await;
+    bob.wait_for("h-alice|msn").await;
+    sb_send(&mut sb, 5, "welcome back").await;
+    assert_eq!(bob.privmsg("h-alice|msn", "h_bob").await, "welcome back");
 }

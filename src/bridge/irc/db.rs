@@ -15,6 +15,8 @@ pub struct OutRow {
     pub contact: String,
     pub kind: LineKind,
     pub body: String,
+    /// When the MSN user sent it (Unix ms).
+    pub created_at: i64,
 }
 
 /// A message from IRC waiting for its MSN recipient.
@@ -117,6 +119,7 @@ impl Db {
                 contact: contact.to_string(),
                 kind,
                 body: body.clone(),
+                created_at: now,
             });
         }
         tx.commit().await?;
@@ -132,7 +135,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<OutRow>> {
         let rows = sqlx::query(
-            "SELECT id, contact, kind, body FROM irc_outbox WHERE handle = $1 AND network = $2 AND id > $3 ORDER BY id LIMIT $4",
+            "SELECT id, contact, kind, body, created_at FROM irc_outbox WHERE handle = $1 AND network = $2 AND id > $3 ORDER BY id LIMIT $4",
         )
         .bind(handle)
         .bind(network)
@@ -147,6 +150,7 @@ impl Db {
                     contact: r.try_get(1)?,
                     kind: LineKind::from_stored(&r.try_get::<String, _>(2)?),
                     body: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
                 })
             })
             .collect()

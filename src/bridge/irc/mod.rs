@@ -58,6 +58,8 @@ pub struct Tuning {
     pub register_timeout: Duration,
     /// Silence after which we ping the server (twice this: reconnect).
     pub keepalive: Duration,
+    /// Lines for a nick that is not on IRC wait this long for it.
+    pub hold_absent: Duration,
 }
 
 impl Default for Tuning {
@@ -71,6 +73,7 @@ impl Default for Tuning {
             line_interval: Duration::from_millis(2000),
             register_timeout: Duration::from_secs(30),
             keepalive: Duration::from_secs(120),
+            hold_absent: Duration::from_secs(3 * 24 * 3600),
         }
     }
 }

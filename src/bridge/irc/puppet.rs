@@ -652,6 +652,7 @@ impl Session {
         }
         if Instant::now() >= self.next_poll {
             self.poll_presence();
+            self.expire_held().await;
             self.next_poll = Instant::now() + self.net.shared.tuning.presence_interval;
         }
         if self.pending.is_empty() && self.db_dirty {
@@ -1018,6 +1019,31 @@ impl Session {
         }
         self.tokens -= 1.0;
         self.conn.queue(&format!("NOTICE {nick} :\x01{body}\x01"));
+    }
+
+    /// Lines that waited too long for their nick are reported undelivered.
+    async fn expire_held(&mut self) {
+        let hold = self.net.shared.tuning.hold_absent;
+        let oldest =
+            crate::store::now_millis() - i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+        let mut expired = Vec::new();
+        self.held.retain(|_, rows| {
+            let (old, keep): (Vec<OutRow>, Vec<OutRow>) = std::mem::take(rows)
+                .into_iter()
+                .partition(|r| r.created_at <= oldest);
+            expired.extend(old);
+            *rows = keep;
+            !rows.is_empty()
+        });
+        if expired.is_empty() {
+            return;
+        }
+        let reason = format!(
+            "they did not come back to IRC within {}",
+            text::duration_words(hold)
+        );
+        let refused = expired.into_iter().map(|r| (r, reason.clone())).collect();
+        self.finish_rows(Vec::new(), refused).await;
     }
 
     fn release_held(&mut self, nick_lower: &str) {

@@ -223,6 +223,18 @@ pub fn split(text: &str, budget: usize) -> Vec<String> {
     out
 }
 
+/// A duration as a person says it: "3 days", "2 hours", "45 seconds".
+pub fn duration_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +311,14 @@ mod tests {
         assert_eq!(ctcp("\x01version\x01"), Some(("VERSION".into(), "")));
         assert_eq!(ctcp("hello"), None);
         assert_eq!(decode_line(b"caf\xe9"), "café");
+    }
+
+    #[test]
+    fn durations_in_words() {
+        use std::time::Duration;
+        assert_eq!(duration_words(Duration::from_secs(259_200)), "3 days");
+        assert_eq!(duration_words(Duration::from_secs(3_600)), "1 hour");
+        assert_eq!(duration_words(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(duration_words(Duration::from_secs(1)), "1 second");
     }
 }

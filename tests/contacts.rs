@@ -1519,7 +1519,8 @@ fn an_unanswered_challenge_closes_the_connection() {
         challenged(&mut a, 8).await;
         let started = std::time::Instant::now();
         a.expect_closed().await;
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // The 1 s challenge timeout, not the default minute (slack for a loaded machine).
+        assert!(started.elapsed() < Duration::from_secs(15));
     });
 }
 
@@ -1551,8 +1552,11 @@ fn png_gets_qng_in_each_dialects_form() {
 #[test]
 fn silent_sessions_are_closed_and_pinging_ones_stay() {
     run(async {
+        // Long enough that bob, pinging every 300 ms, stays with seconds of
+        // slack on a loaded machine.
+        const IDLE: Duration = Duration::from_secs(3);
         let server = start_with(|c| {
-            c.msn.idle_timeout_secs = 1;
+            c.msn.idle_timeout_secs = IDLE.as_secs();
             c.msn.login_timeout_secs = 1;
         })
         .await;
@@ -1562,22 +1566,24 @@ fn silent_sessions_are_closed_and_pinging_ones_stay() {
         call(&mut b, &format!("ADD {{t}} FL {alice} {alice} 0")).await;
         let mut a = sign_in(&server, 9, &alice, PW).await;
         syn(&mut a, 9).await;
-        chg(&mut a, 9, "NLN", None).await;
-        // alice's last word was the PNG that ended chg(); bob pings every
-        // 300 ms and sees her come and go.
+        // alice's last word is the PNG that ends chg(): the server sees it
+        // after this instant, so she cannot be dropped less than IDLE later.
         let started = std::time::Instant::now();
+        chg(&mut a, 9, "NLN", None).await;
+        // bob pings every 300 ms and sees her come and go.
         let mut seen = Vec::new();
         while !seen.contains(&format!("FLN {alice}")) {
             assert!(
-                started.elapsed() < Duration::from_secs(5),
+                started.elapsed() < IDLE + TIMEOUT,
                 "alice was never dropped: {seen:?}"
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
             seen.extend(drain(&mut b).await);
         }
         assert!(
-            started.elapsed() >= Duration::from_millis(900),
-            "dropped too early"
+            started.elapsed() >= IDLE,
+            "dropped too early: {:?}",
+            started.elapsed()
         );
         assert_eq!(
             seen,
@@ -1588,7 +1594,6 @@ fn silent_sessions_are_closed_and_pinging_ones_stay() {
         );
         a.expect_closed().await;
         // bob, who kept pinging for longer than the timeout, is still there.
-        assert!(started.elapsed() > Duration::from_secs(1));
         quiet(&mut b).await;
         // Never signing in.
         let mut c = Client::connect(server.ns()).await;
@@ -1596,7 +1601,8 @@ fn silent_sessions_are_closed_and_pinging_ones_stay() {
         c.expect("VER 1 MSNP9").await;
         let started = std::time::Instant::now();
         c.expect_closed().await;
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // The 1 s login timeout, not the default minute (slack for a loaded machine).
+        assert!(started.elapsed() < Duration::from_secs(15));
     });
 }
 

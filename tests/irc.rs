@@ -176,7 +176,7 @@ impl Irc {
         }
     }
 
-    /// Reads until a line satisfies `pred`; panics after 10 s with what was seen.
+    /// Reads until a line satisfies `pred`; panics after [`TIMEOUT`] with what was seen.
     async fn expect(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         let mut seen = Vec::new();
@@ -219,7 +219,8 @@ impl Irc {
 
     /// Polls ISON until `nick` is on the server.
     async fn wait_for(&mut self, nick: &str) {
-        for _ in 0..100 {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
             self.send(&format!("ISON {nick}")).await;
             let l = self
                 .expect("ISON reply", |l| l.split(' ').nth(1) == Some("303"))
@@ -234,7 +235,7 @@ impl Irc {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{nick} never appeared on IRC");
+        panic!("{nick} did not appear on IRC within {TIMEOUT:?}");
     }
 }
 
@@ -415,10 +416,7 @@ async fn direct_messages_both_ways() {
     assert_eq!(bob.privmsg("d-alice|msn", "d_bob").await, "second window");
     bob.send("PRIVMSG d-alice|msn :got it").await;
     assert_eq!(sb_text(&mut sb2, "d_bob@test.irc").await, "got it");
-    assert!(
-        fx.bridge.flush(Duration::from_secs(5)).await,
-        "queue drained"
-    );
+    assert!(fx.bridge.flush(TIMEOUT).await, "queue drained");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -675,10 +673,20 @@ async fn server_restart_loses_nothing() {
     for t in ["during one", "during two", "during three"] {
         assert_eq!(bob.privmsg("r-alice|msn", "r_bob").await, t);
     }
-    // And the other way, in the same MSN window.
+    // And the other way, in the same MSN window. Had the bridge reconnected
+    // before bob, it held the messages for him and said so in the chat.
     bob.send("PRIVMSG r-alice|msn :back again").await;
-    assert_eq!(sb_text(&mut sb, "r_bob@test.irc").await, "back again");
-    assert!(fx.bridge.flush(Duration::from_secs(5)).await);
+    loop {
+        let text = sb_text(&mut sb, "r_bob@test.irc").await;
+        if text == "back again" {
+            break;
+        }
+        assert!(
+            text.starts_with("[msngate] ") && text.contains(" is not on IRC right now;"),
+            "unexpected message before \"back again\": {text:?}"
+        );
+    }
+    assert!(fx.bridge.flush(TIMEOUT).await);
     assert!(
         fx.server
             .running
@@ -697,7 +705,9 @@ async fn messages_wait_for_a_signed_out_user() {
     let mut alice = fx.msn("o-alice@example.com").await;
     bob.wait_for("o-alice|msn").await;
     alice.send("OUT").await;
-    drop(alice);
+    alice.expect_closed().await;
+    let hub = fx.server.hub();
+    eventually("alice's session to end", || hub.online_count() == 0).await;
     // The connection stays (stay_connected) and is marked away.
     bob.send("PRIVMSG o-alice|msn :are you there?").await;
     let notice = bob
@@ -835,7 +845,7 @@ async fn sasl_case(fail: bool) {
         .unwrap();
     assert_eq!(decoded, format!("acct\0acct\0{password}").as_bytes());
     assert_eq!(seen, ["PRIVMSG someone :authenticated hello"]);
-    assert!(fx.bridge.flush(Duration::from_secs(5)).await);
+    assert!(fx.bridge.flush(TIMEOUT).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,9 +74,17 @@ async fn metrics_health_and_ready_reflect_real_traffic() {
 
     drop(bad);
     drop(_a);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let (_, body) = http_get(server.http(), "/metrics").await;
+    // The server notices the closed connections on its own time.
+    let mut body = String::new();
+    eventually_async("the gauges to count the closed connections", async || {
+        body = http_get(server.http(), "/metrics").await.1;
+        metric(&body, "msngate_connections{role=\"notification\"}") <= 1.0
+            && metric(&body, "msngate_online_users") <= 1.0
+            && metric(&body, "msngate_sessions{dialect=\"MSNP7\"}") <= 0.0
+    })
+    .await;
     assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP7\"}"), 0.0);
+    assert_eq!(metric(&body, "msngate_sessions{dialect=\"MSNP11\"}"), 1.0);
     assert_eq!(
         metric(&body, "msngate_connections{role=\"notification\"}"),
         1.0

@@ -15,6 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
+/// How long to wait for an answer: generous, for slow and loaded CI machines.
+const WAIT: Duration = Duration::from_secs(30);
+
 const PUBLIC_URL: &str = "https://login.example.com";
 
 struct Gateway {
@@ -97,7 +100,7 @@ impl Gateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let result = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        let result = tokio::time::timeout(WAIT, &mut self.task).await;
         result
             .expect("server stops after the shutdown signal")
             .unwrap()
@@ -135,7 +138,7 @@ async fn read_reply(stream: &mut (impl AsyncRead + Unpin)) -> Reply {
         if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
             .await
             .unwrap()
             .unwrap();
@@ -156,7 +159,7 @@ async fn read_reply(stream: &mut (impl AsyncRead + Unpin)) -> Reply {
     match length {
         Some(length) => {
             while body.len() < length {
-                let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
                     .await
                     .unwrap()
                     .unwrap();
@@ -166,7 +169,7 @@ async fn read_reply(stream: &mut (impl AsyncRead + Unpin)) -> Reply {
             body.truncate(length);
         }
         None => {
-            let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut body))
+            let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut body))
                 .await
                 .unwrap();
         }
@@ -279,7 +282,7 @@ async fn nexus_answers_a_request_line_without_version() {
         .await
         .unwrap();
     let mut all = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut all))
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut all))
         .await
         .unwrap()
         .unwrap();
@@ -465,7 +468,7 @@ async fn login_refusals_are_401_with_the_passport_challenge() {
     let mut stream = gw.connect().await;
     let _ = stream.write_all(huge.as_bytes()).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
@@ -754,7 +757,7 @@ async fn nexus_and_login_over_tls() {
         .await
         .unwrap();
     let mut all = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut all))
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut all))
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&all);

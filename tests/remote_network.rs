@@ -14,7 +14,6 @@ use msngate::core::presence::{Presence, Status};
 use msngate::core::remote::{BoxFuture, Network};
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 const PW: &str = "s3cret!";
 const KNOWN: &str = "known@test.bridge";
@@ -159,14 +158,14 @@ async fn remote_contacts_presence_and_chats_both_ways() {
     alice.send("CHG 5 NLN 0").await;
     alice.expect("CHG 5 NLN 0").await;
     // The bridge hears that the MSN user is online.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(
+    eventually("the bridge to hear that alice is online", || {
         network
             .local
             .lock()
             .iter()
             .any(|p| &*p.handle == "rn-alice@example.com" && p.status == Status::Online)
-    );
+    })
+    .await;
 
     // A remote handle the bridge knows can be added; an unknown one cannot.
     alice.send(&format!("ADC 6 FL N={KNOWN} F=Known")).await;
@@ -296,9 +295,15 @@ async fn remote_contacts_presence_and_chats_both_ways() {
     // Signing out tells the bridge.
     alice.send("OUT").await;
     alice.expect_closed().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        network.local.lock().last().map(|p| p.status),
-        Some(Status::Offline)
+    eventually("the bridge to hear that alice went offline", || {
+        network.local.lock().last().map(|p| p.status) == Some(Status::Offline)
+    })
+    .await;
+    assert!(
+        network
+            .local
+            .lock()
+            .last()
+            .is_some_and(|p| &*p.handle == "rn-alice@example.com")
     );
 }

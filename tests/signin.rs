@@ -291,7 +291,12 @@ async fn a_client_that_disconnects_mid_sign_in_leaves_no_trace() {
         }
         drop(c);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once the server has closed all three connections, nothing is left.
+    let connections = &server.running.metrics.notification_connections;
+    eventually("the server to close the abandoned connections", || {
+        connections.load(std::sync::atomic::Ordering::Relaxed) == 0
+    })
+    .await;
     assert_eq!(server.hub().online_count(), 0);
     let _ok = sign_in_md5(server.ns(), 7, "alice@example.com", PW).await;
     assert_eq!(server.hub().online_count(), 1);
@@ -305,7 +310,8 @@ async fn login_timeout_closes_silent_connections() {
     c.recv().await;
     let started = std::time::Instant::now();
     c.expect_closed().await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The 1 s login timeout, not the default minute (slack for a loaded machine).
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[tokio::test]

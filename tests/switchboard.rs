@@ -677,10 +677,12 @@ async fn expired_cookies_are_refused() {
 #[tokio::test]
 async fn unauthenticated_switchboard_connections_time_out() {
     let server = start_with(|c| c.msn.switchboard_auth_timeout_secs = 1).await;
-    let mut c = Client::connect(server.running.switchboard_addr).await;
+    // Taken before connecting: the server's clock for this connection starts
+    // later, so the close cannot come less than 1 s after this.
     let started = Instant::now();
+    let mut c = Client::connect(server.running.switchboard_addr).await;
     assert!(c.expect_closed().await.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -848,31 +850,44 @@ async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
 
 #[tokio::test]
 async fn idle_participants_are_removed_with_bye_1() {
-    let server = start_with(|c| c.msn.switchboard_idle_timeout_secs = 1).await;
+    // Long enough that each step below has seconds of slack on a loaded
+    // machine; every bound is measured from client-side instants taken
+    // before the server's own (so none of them needs a fudge factor).
+    const IDLE: Duration = Duration::from_secs(4);
+    let server = start_with(|c| c.msn.switchboard_idle_timeout_secs = IDLE.as_secs()).await;
     let d = "idle.example.com";
     let mut alice = online(&server, 12, &format!("alice@{d}"), "Alice", 0).await;
     let mut bob = online(&server, 12, &format!("bob@{d}"), "Bob", 0).await;
     let mut carol = online(&server, 7, &format!("carol@{d}"), "Carol", 0).await;
+    // alice's last own activity is her USR: no earlier than this.
+    let alice_joined = Instant::now();
     let mut a_sb = open_chat(&server, &mut alice).await;
     let (mut b_sb, _) = invite(&server, &mut a_sb, &alice, &mut bob).await;
     a_sb.expect(&format!("JOI {}", fields(&bob, 12))).await;
 
-    // At 0.5 s bob talks; receiving a message counts as activity for alice too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Halfway through alice's idle time bob talks; receiving a message
+    // counts as activity for alice too.
+    tokio::time::sleep_until((alice_joined + IDLE / 2).into()).await;
     let m = text_message("still here");
+    // The server stamps bob's and alice's activity after this instant.
+    let last_message = Instant::now();
     send_msg(&mut b_sb, "U", &m).await;
     expect_relayed(&mut a_sb, &bob, &m).await;
-    let last_message = Instant::now();
-    // At 1.0 s carol joins: she stays active until 2.0 s.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A third of the timeout later carol joins: she stays active until
+    // well after alice and bob go.
+    tokio::time::sleep_until((last_message + IDLE / 3).into()).await;
     let (mut c_sb, _) = invite(&server, &mut a_sb, &alice, &mut carol).await;
 
-    // Around 1.5 s alice and bob are removed by the server: carol sees `BYE x 1` for both.
-    let mut byes = vec![render(&c_sb.recv().await), render(&c_sb.recv().await)];
+    // A full timeout after the message, alice and bob are removed by the
+    // server: carol sees `BYE x 1` for both. (Were receiving not activity,
+    // alice would go half a timeout earlier.)
+    let first = render(&c_sb.recv().await);
     assert!(
-        last_message.elapsed() >= Duration::from_millis(900),
-        "removed while the conversation was active"
+        last_message.elapsed() >= IDLE,
+        "{first} while the conversation was active ({:?} after the last message)",
+        last_message.elapsed()
     );
+    let mut byes = vec![first, render(&c_sb.recv().await)];
     byes.sort();
     assert_eq!(
         byes,

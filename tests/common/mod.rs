@@ -10,7 +10,32 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a test waits for something that must happen (a reply, a close,
+/// a state change). Generous: CI runs on slow, loaded machines, and waiting
+/// longer only delays a failure, it never hides one.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it holds; panics after [`TIMEOUT`] naming `what`.
+/// For effects the test cannot wait for on the wire (gauges, a bridge's
+/// state), instead of sleeping a fixed time and hoping.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    eventually_async(what, async || check()).await
+}
+
+/// [`eventually`] with an async check.
+pub async fn eventually_async(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// A server with its own SQLite database in a temporary folder.
 pub struct TestServer {

@@ -137,6 +137,11 @@ impl NsConnection {
                 match self.conn.next_command() {
                     Ok(Some(command)) => {
                         self.last_activity = Instant::now();
+                        // Notices queued before this command go out before its
+                        // reply, so the client sees events in the order they happened.
+                        if self.render_events() == Flow::Close {
+                            return;
+                        }
                         if Box::pin(self.dispatch(command)).await == Flow::Close {
                             return;
                         }

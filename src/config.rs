@@ -101,6 +101,10 @@ pub struct IrcNetworkConfig {
     pub port: u16,
     #[serde(default)]
     pub tls: bool,
+    /// PEM file of certificates to trust besides the public roots (a
+    /// private CA, or the server's self-signed certificate).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
     /// Nick of each MSN user's IRC connection; `{local}` is the part of the
     /// MSN handle before `@`.
     #[serde(default = "IrcNetworkConfig::default_nick_template")]

@@ -8,5 +8,6 @@ pub mod core;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 pub use msnp;

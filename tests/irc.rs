@@ -64,6 +64,7 @@ fn network(addr: SocketAddr, edit: impl FnOnce(&mut IrcNetworkConfig)) -> IrcCon
         server: addr.ip().to_string(),
         port: addr.port(),
         tls: false,
+        tls_ca_file: None,
         nick_template: "{local}|msn".into(),
         channels: vec![],
         stay_connected: false,
@@ -553,11 +554,19 @@ struct PrivateIrcd {
     _dir: tempfile::TempDir,
     conf: std::path::PathBuf,
     port: u16,
+    /// The TLS port and the CA file a client must trust, when started with TLS.
+    tls: Option<(u16, std::path::PathBuf)>,
     child: Option<std::process::Child>,
 }
 
 impl PrivateIrcd {
     fn start() -> Option<PrivateIrcd> {
+        PrivateIrcd::start_with(false)
+    }
+
+    /// With `tls`, the server also listens with a self-signed certificate
+    /// for 127.0.0.1.
+    fn start_with(tls: bool) -> Option<PrivateIrcd> {
         let (Ok(bin), Ok(template)) = (
             std::env::var("MSNGATE_TEST_NGIRCD_BIN"),
             std::env::var("MSNGATE_TEST_NGIRCD_CONF"),
@@ -585,12 +594,32 @@ impl PrivateIrcd {
             })
             .collect::<Vec<_>>()
             .join("\n");
+        let mut text = text;
+        let mut tls_setup = None;
+        if tls {
+            let certified =
+                rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&cert, certified.cert.pem()).unwrap();
+            std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+            for f in [&cert, &key] {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+            let tls_port = free_port().port();
+            text.push_str(&format!(
+                "\n[SSL]\n\tCertFile = {}\n\tKeyFile = {}\n\tPorts = {tls_port}\n",
+                cert.display(),
+                key.display()
+            ));
+            tls_setup = Some((tls_port, cert));
+        }
         std::fs::write(&conf, text).unwrap();
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut me = PrivateIrcd {
             _dir: dir,
             conf,
             port,
+            tls: tls_setup,
             child: None,
         };
         me.spawn(&bin);
@@ -1003,4 +1032,38 @@ async fn lines_for_an_absent_nick_wait_then_are_reported() {
     bob.wait_for("h-alice|msn").await;
     sb_send(&mut sb, 5, "welcome back").await;
     assert_eq!(bob.privmsg("h-alice|msn", "h_bob").await, "welcome back");
+}
+
+/// A TLS network whose server has its own certificate, trusted through
+/// `tls_ca_file`: the puppet connects and a message goes through; without
+/// the file the certificate is refused and nothing connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_certificate() {
+    let Some(ircd) = PrivateIrcd::start_with(true) else {
+        return;
+    };
+    let (tls_port, ca) = ircd.tls.clone().expect("started with TLS");
+    // The plain port is for the IRC user in the test.
+    let plain = ircd.addr();
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+    let fx = Fixture::start(network(tls_addr, |n| {
+        n.tls = true;
+        n.tls_ca_file = Some(ca.clone());
+    }))
+    .await;
+    let mut bob = Irc::connect(plain, "t_bob").await;
+    let mut alice = fx.msn("t-alice@example.com").await;
+    bob.wait_for("t-alice|msn").await;
+    let mut sb = call(&mut alice, "t-alice@example.com", "t_bob@test.irc").await;
+    sb_send(&mut sb, 2, "over TLS").await;
+    assert_eq!(bob.privmsg("t-alice|msn", "t_bob").await, "over TLS");
+    drop(fx);
+
+    // The public roots alone do not trust it.
+    let fx = Fixture::start(network(tls_addr, |n| n.tls = true)).await;
+    let _carol = fx.msn("t-carol@example.com").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bob.send("ISON t-carol|msn").await;
+    let ison = bob.expect("ISON reply", |l| l.contains(" 303 ")).await;
+    assert!(!ison.contains("t-carol|msn"), "{ison}");
 }

@@ -1200,36 +1200,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LegacyRequestLine<S> {
 /// Builds the rustls server configuration from PEM files, with the ring
 /// provider set explicitly (no process-wide default needed).
 pub fn tls_server_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certificates = CertificateDer::pem_file_iter(&tls.certificate)
-        .with_context(|| {
-            format!(
-                "http.tls.certificate: cannot read {}",
-                tls.certificate.display()
-            )
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| {
-            format!(
-                "http.tls.certificate: invalid PEM in {}",
-                tls.certificate.display()
-            )
-        })?;
-    if certificates.is_empty() {
-        anyhow::bail!(
-            "http.tls.certificate: no certificate in {}",
-            tls.certificate.display()
-        );
-    }
+    let certificates = crate::tls::certificates(&tls.certificate, "http.tls.certificate")?;
     let key = PrivateKeyDer::from_pem_file(&tls.private_key).with_context(|| {
         format!(
             "http.tls.private_key: cannot read a private key from {}",
             tls.private_key.display()
         )
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .context("rustls: no usable protocol version")?
         .with_no_client_auth()

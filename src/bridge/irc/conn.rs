@@ -102,37 +102,22 @@ impl Line {
     }
 }
 
-fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    let roots = tokio_rustls::rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => Arc::new(c),
-        // The ring provider supports the default versions; this cannot fail.
-        Err(e) => panic!("rustls ring provider lacks TLS 1.2/1.3: {e}"),
-    }
-}
-
 impl IrcConn {
     pub async fn connect(
         server: &str,
         port: u16,
-        tls: bool,
+        tls: Option<&Arc<tokio_rustls::rustls::ClientConfig>>,
         within: Duration,
     ) -> io::Result<IrcConn> {
         let connect = async {
             let tcp = TcpStream::connect((server, port)).await?;
             tcp.set_nodelay(true)?;
-            let io: Box<dyn Io> = if tls {
+            let io: Box<dyn Io> = if let Some(tls) = tls {
                 let name =
                     tokio_rustls::rustls::pki_types::ServerName::try_from(server.to_string())
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
                 Box::new(
-                    tokio_rustls::TlsConnector::from(tls_config())
+                    tokio_rustls::TlsConnector::from(tls.clone())
                         .connect(name, tcp)
                         .await?,
                 )

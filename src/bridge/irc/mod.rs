@@ -156,12 +156,19 @@ pub async fn start_with(
         depth: AtomicI64::new(queued),
     });
     let mut networks = Vec::new();
-    for cfg in &config.networks {
+    for (i, cfg) in config.networks.iter().enumerate() {
+        let tls = if cfg.tls {
+            let key = format!("irc.networks[{i}].tls_ca_file");
+            Some(crate::tls::client_config(cfg.tls_ca_file.as_deref(), &key)?)
+        } else {
+            None
+        };
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let net = Arc::new_cyclic(|me| IrcNetwork {
             label: format!("irc:{}", cfg.name),
             domain: handle::domain(&cfg.name),
             config: cfg.clone(),
+            tls: tls.clone(),
             shared: shared.clone(),
             me: me.clone(),
             state: Mutex::new(NetState::default()),
@@ -234,6 +241,8 @@ enum Control {
 /// One configured IRC network, as the hub sees it.
 pub struct IrcNetwork {
     pub config: IrcNetworkConfig,
+    /// The TLS client settings when the network uses TLS.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     label: String,
     domain: String,
     pub shared: Arc<Shared>,

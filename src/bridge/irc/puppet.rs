@@ -205,9 +205,14 @@ async fn register(net: &Arc<IrcNetwork>, handle: &PuppetHandle) -> Result<Regist
         Ok(c) => c,
         Err(e) => return Err(format!("cannot read credentials: {e}")),
     };
-    let mut conn = IrcConn::connect(&cfg.server, cfg.port, cfg.tls, tuning.register_timeout)
-        .await
-        .map_err(|e| format!("connect to {}:{}: {e}", cfg.server, cfg.port))?;
+    let mut conn = IrcConn::connect(
+        &cfg.server,
+        cfg.port,
+        net.tls.as_ref(),
+        tuning.register_timeout,
+    )
+    .await
+    .map_err(|e| format!("connect to {}:{}: {e}", cfg.server, cfg.port))?;
     let base = nick_for(&cfg.nick_template, &handle.local);
     let mut nick = base.clone();
     let mut collisions = 0u32;

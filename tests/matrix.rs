@@ -1407,6 +1407,23 @@ async fn double_puppet_sends_from_the_real_matrix_account() {
         alice_mx.id.as_str(),
         "sent by her real Matrix ID"
     );
+    // Now that her account is in the room, her typing comes from it too.
+    sb.send_payload("MSG 5 U", &msnp::mime::typing_message(&alice))
+        .await;
+    let (r, me) = (room.clone(), alice_mx.id.clone());
+    bob.sync_until("alice's own account typing", |v| {
+        v["rooms"]["join"][&r]["ephemeral"]["events"]
+            .as_array()?
+            .iter()
+            .find(|e| {
+                e["type"] == "m.typing"
+                    && e["content"]["user_ids"]
+                        .as_array()
+                        .is_some_and(|u| u.iter().any(|u| *u == me.as_str()))
+            })?;
+        Some(())
+    })
+    .await;
     // Her own message does not come back to her on MSN; bob's answer does.
     bob.send(&room, json!({"msgtype": "m.text", "body": "I see you"}))
         .await;

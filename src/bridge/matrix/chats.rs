@@ -610,6 +610,17 @@ impl Inner {
         let inner = self.clone();
         let local = local.to_string();
         tokio::spawn(async move {
+            // A linked Matrix account types itself once it is in the room
+            // (it joins with its first message); until then the ghost does.
+            if let Ok(Some((puppet, token))) = inner.db.puppet(&local).await
+                && let Ok(puppet) = OwnedUserId::try_from(puppet)
+            {
+                let request =
+                    create_typing_event::v3::Request::new(puppet, room_id.clone(), state.clone());
+                if inner.hs.send(request, Actor::Token(&token)).await.is_ok() {
+                    return;
+                }
+            }
             let request = create_typing_event::v3::Request::new(ghost.clone(), room_id, state);
             match inner.hs.send(request, Actor::Ghost(&ghost)).await {
                 Ok(_) => inner.after_ghost_action(&local),

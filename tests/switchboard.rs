@@ -717,6 +717,12 @@ async fn cal_errors() {
     for target in ["offline", "nobody", "hidden", "blocker", "nochg"] {
         expect_error(&format!("{target}@{d}"), "217").await;
     }
+    // Calling someone who blocks you again and again: 713 after a few 217s.
+    expect_error(&format!("blocker@{d}"), "217").await;
+    expect_error(&format!("blocker@{d}"), "217").await;
+    expect_error(&format!("blocker@{d}"), "713").await;
+    expect_error(&format!("blocker@{d}"), "713").await;
+    expect_error(&format!("offline@{d}"), "217").await; // others still get 217
     expect_error(&alice.handle, "215").await; // self
     expect_error(&alice.handle.to_uppercase(), "215").await;
     expect_error("not-an-address", "208").await;

@@ -38,6 +38,11 @@ enum Flow {
 /// How long a closing connection may take to accept what is still queued for it.
 const CLOSING_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
+/// `CAL`s to one handle answered 217 before further ones get 713 (calling
+/// too rapidly), as the original service did with someone who keeps calling
+/// a user who blocks them (switchboard.md §4).
+const UNREACHABLE_CALLS_BEFORE_713: u8 = 3;
+
 /// How long a bridge may take to store a message before the sender gets `NAK`.
 const CUSTODY_LIMIT: Duration = Duration::from_secs(20);
 
@@ -65,6 +70,8 @@ struct SbConnection {
     /// Messages waiting for bridges to store them: each yields its reply
     /// line (`ACK`/`NAK trid`), if the mode asks for one.
     awaiting_custody: tokio::task::JoinSet<Option<String>>,
+    /// Handles this connection called in vain (217), with the count.
+    unreachable_calls: Vec<(String, u8)>,
 }
 
 pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
@@ -82,6 +89,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
         events_pending: false,
         last_sender: None,
         awaiting_custody: tokio::task::JoinSet::new(),
+        unreachable_calls: Vec::new(),
     });
     let flow = sb.run().await;
     sb.finish(flow).await;
@@ -446,9 +454,24 @@ impl SbConnection {
             self.conn.send_error(ErrorCode::AlreadyThere, trid);
             return Flow::Continue;
         }
+        let refused = self
+            .unreachable_calls
+            .iter()
+            .find(|(h, _)| *h == invitee)
+            .map_or(0, |(_, n)| *n);
+        if refused >= UNREACHABLE_CALLS_BEFORE_713 {
+            self.conn.send_error(ErrorCode::TooActive, trid);
+            return Flow::Continue;
+        }
         let code = match self.ctx.hub.call(&conversation, me, &invitee).await {
             Ok(()) => None,
-            Err(CallError::Unreachable) => Some(ErrorCode::NotOnline),
+            Err(CallError::Unreachable) => {
+                match self.unreachable_calls.iter_mut().find(|(h, _)| *h == invitee) {
+                    Some((_, n)) => *n += 1,
+                    None => self.unreachable_calls.push((invitee.clone(), 1)),
+                }
+                Some(ErrorCode::NotOnline)
+            }
             Err(CallError::AlreadyThere) => Some(ErrorCode::AlreadyThere),
             Err(CallError::Full) => Some(ErrorCode::TooActive),
             Err(CallError::Closed) => return Flow::Close,

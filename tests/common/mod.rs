@@ -514,3 +514,17 @@ impl Client {
         self.buf.split_to(n).to_vec()
     }
 }
+
+impl Client {
+    /// [`Client::send_raw`] that reports a write error instead of panicking:
+    /// for probes the server may answer by closing the connection.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Half-closes the connection: the server reads end-of-file, while the
+    /// client can still read what the server sends (or see it close).
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}

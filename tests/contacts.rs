@@ -915,6 +915,47 @@ fn phone_changes_reach_allowed_watchers_at_once() {
     });
 }
 
+/// MSNP2–7 clients may ask for one list (`LST trid XX`) or the groups
+/// (`LSG trid`, MSNP7) outside `SYN`: the same lines as in the dump.
+#[test]
+fn list_requests_outside_syn_repeat_the_dump_lines() {
+    run(async {
+        let server = start().await;
+        let (alice, bob) = (uid("lstreq", "alice"), uid("lstreq", "bob"));
+        server.add_user(&bob, PW, "Bob").await;
+        let mut a = user(&server, &alice, "Alice", 7).await;
+        syn(&mut a, 7).await;
+        call(&mut a, "ADG {t} Work 0").await;
+        call(&mut a, &format!("ADD {{t}} FL {bob} Bob 1")).await;
+        let (_, dump) = syn(&mut a, 7).await;
+        let (t, got) = call(&mut a, "LST {t} FL").await;
+        let from_dump = |prefix: &str, t: u32| -> Vec<String> {
+            dump.iter()
+                .filter(|l| l.starts_with(prefix))
+                .map(|l| {
+                    let mut parts: Vec<&str> = l.split(' ').collect();
+                    let t = t.to_string();
+                    parts[1] = &t;
+                    parts.join(" ")
+                })
+                .collect()
+        };
+        let fl: Vec<String> = from_dump("LST ", t)
+            .into_iter()
+            .filter(|l| l.split(' ').nth(2) == Some("FL"))
+            .collect();
+        assert_eq!(got, fl);
+        assert_eq!(got.len(), 1);
+        let (t, got) = call(&mut a, "LST {t} BL").await;
+        assert_eq!(got, [format!("LST {t} BL 3 0 0")]);
+        let (t, got) = call(&mut a, "LSG {t}").await;
+        assert_eq!(got, from_dump("LSG ", t));
+        assert_eq!(got.len(), 2);
+        let (t, got) = call(&mut a, "LST {t} XX").await;
+        same(&got, t, &["201 {t}"]);
+    });
+}
+
 // ---------------------------------------------------------------------------
 // Personal messages (MSNP11+)
 

@@ -466,7 +466,11 @@ impl SbConnection {
         let code = match self.ctx.hub.call(&conversation, me, &invitee).await {
             Ok(()) => None,
             Err(CallError::Unreachable) => {
-                match self.unreachable_calls.iter_mut().find(|(h, _)| *h == invitee) {
+                match self
+                    .unreachable_calls
+                    .iter_mut()
+                    .find(|(h, _)| *h == invitee)
+                {
                     Some((_, n)) => *n += 1,
                     None => self.unreachable_calls.push((invitee.clone(), 1)),
                 }

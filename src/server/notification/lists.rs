@@ -110,6 +110,54 @@ impl NsConnection {
         }
     }
 
+    /// `LST trid FL|AL|BL|RL` and (P7) `LSG trid`: MSNP2–7 clients may ask
+    /// for one list, or the groups, outside `SYN` (notification.md §2).
+    pub(super) async fn list_request(&mut self, trid: u32, cmd: &Command) -> Flow {
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
+        let d = self.dialect;
+        let list = if cmd.name == "LSG" {
+            None
+        } else {
+            match cmd.arg(1).and_then(parse_list) {
+                Some(l @ (List::Forward | List::Allow | List::Block | List::Reverse)) => Some(l),
+                _ => return self.reply_error(ErrorCode::InvalidParameter, trid),
+            }
+        };
+        let phones = if list == Some(List::Forward) && d.has_phone_properties() {
+            match self.ctx.hub.contacts_phone_data(&session).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(user = %session.handle, error = %e, "LST failed: contacts' phone data");
+                    return self.reply_error(ErrorCode::DatabaseError, trid);
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let lines = self
+            .ctx
+            .hub
+            .with_roster(&session, |r| match list {
+                Some(list) => legacy_list_lines(r, d, trid, list, &phones),
+                None => legacy_group_lines(r, trid),
+            })
+            .await;
+        match lines {
+            Ok(lines) => {
+                for line in lines {
+                    self.conn.send_line(&line);
+                }
+                Flow::Continue
+            }
+            Err(e) => {
+                tracing::error!(user = %session.handle, error = %e, "LST failed");
+                self.reply_error(ErrorCode::DatabaseError, trid)
+            }
+        }
+    }
+
     pub(super) async fn syn(&mut self, trid: u32, cmd: &Command) -> Flow {
         let Some(session) = self.session.clone() else {
             return Flow::Close;
@@ -760,17 +808,6 @@ pub(crate) fn syn_dump(
     let gtc = if r.auto_allow { "N" } else { "A" };
     let blp = r.privacy.as_stored();
     let v = r.version;
-    let groups_of = |c: &crate::core::roster::Contact| -> String {
-        if c.groups.is_empty() {
-            "0".into()
-        } else {
-            c.groups
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-    };
     // P8+: `BPR key value` lines right after the contact's `LST` line.
     let short_bpr = |out: &mut Vec<String>, c: &crate::core::roster::Contact| {
         if c.lists & FORWARD != 0 && d.has_phone_properties() {
@@ -841,7 +878,7 @@ pub(crate) fn syn_dump(
         for c in r.contacts.values() {
             let mut line = format!("LST {} {} {}", c.handle, encoded(&c.stored_name), c.lists);
             if c.lists & FORWARD != 0 {
-                line.push_str(&format!(" {}", groups_of(c)));
+                line.push_str(&format!(" {}", contact_group_ids(c)));
             }
             out.push(line);
             short_bpr(&mut out, c);
@@ -857,41 +894,75 @@ pub(crate) fn syn_dump(
         }
     }
     if d.has_groups() {
-        let total = r.groups.len() + 1;
-        out.push(format!("LSG {trid} {v} 1 {total} 0 Other%20Contacts 0"));
-        for (i, g) in r.groups.values().enumerate() {
-            out.push(format!(
-                "LSG {trid} {v} {} {total} {} {} 0",
-                i + 2,
-                g.number,
-                encoded(&g.name)
-            ));
-        }
+        out.extend(legacy_group_lines(r, trid));
     }
     for list in [List::Forward, List::Allow, List::Block, List::Reverse] {
-        let members: Vec<_> = r.list_members(list).collect();
-        let code = list_code(list);
-        if members.is_empty() {
-            out.push(format!("LST {trid} {code} {v} 0 0"));
-            continue;
+        out.extend(legacy_list_lines(r, d, trid, list, phones));
+    }
+    out
+}
+
+/// A forward contact's group numbers in MSNP7–9 form (`0` for none).
+fn contact_group_ids(c: &crate::core::roster::Contact) -> String {
+    if c.groups.is_empty() {
+        "0".into()
+    } else {
+        c.groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// MSNP7 `LSG` lines with list versions, group 0 first (in the dump and
+/// answering a client's `LSG`).
+fn legacy_group_lines(r: &Roster, trid: u32) -> Vec<String> {
+    let v = r.version;
+    let total = r.groups.len() + 1;
+    let mut out = vec![format!("LSG {trid} {v} 1 {total} 0 Other%20Contacts 0")];
+    for (i, g) in r.groups.values().enumerate() {
+        out.push(format!(
+            "LSG {trid} {v} {} {total} {} {} 0",
+            i + 2,
+            g.number,
+            encoded(&g.name)
+        ));
+    }
+    out
+}
+
+/// MSNP2–7 `LST` lines of one list (in the dump and answering a client's
+/// `LST`), with the contacts' `BPR` lines after FL entries (P5–7).
+fn legacy_list_lines(
+    r: &Roster,
+    d: Dialect,
+    trid: u32,
+    list: List,
+    phones: &BTreeMap<String, Vec<(String, String)>>,
+) -> Vec<String> {
+    let v = r.version;
+    let code = list_code(list);
+    let members: Vec<_> = r.list_members(list).collect();
+    if members.is_empty() {
+        return vec![format!("LST {trid} {code} {v} 0 0")];
+    }
+    let total = members.len();
+    let mut out = Vec::with_capacity(total);
+    for (i, c) in members.into_iter().enumerate() {
+        let mut line = format!(
+            "LST {trid} {code} {v} {} {total} {} {}",
+            i + 1,
+            c.handle,
+            encoded(&c.stored_name)
+        );
+        if list == List::Forward && d.has_groups() {
+            line.push_str(&format!(" {}", contact_group_ids(c)));
         }
-        let total = members.len();
-        for (i, c) in members.into_iter().enumerate() {
-            let mut line = format!(
-                "LST {trid} {code} {v} {} {total} {} {}",
-                i + 1,
-                c.handle,
-                encoded(&c.stored_name)
-            );
-            if list == List::Forward && d.has_groups() {
-                line.push_str(&format!(" {}", groups_of(c)));
-            }
-            out.push(line);
-            // P5–7: `BPR ver handle key value` after the contact's FL line.
-            if list == List::Forward && d.has_phone_properties() {
-                for (key, value) in phones.get(&c.handle).into_iter().flatten() {
-                    out.push(format!("BPR {v} {} {key} {}", c.handle, encoded(value)));
-                }
+        out.push(line);
+        if list == List::Forward && d.has_phone_properties() {
+            for (key, value) in phones.get(&c.handle).into_iter().flatten() {
+                out.push(format!("BPR {v} {} {key} {}", c.handle, encoded(value)));
             }
         }
     }

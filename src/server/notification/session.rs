@@ -33,6 +33,8 @@ impl NsConnection {
             "USR" => self.reply_error(ErrorCode::AlreadyLoggedIn, trid),
             "CVR" => self.cvr(trid, &cmd),
             "SYN" => self.syn(trid, &cmd).await,
+            "LST" if !d.has_capabilities() => self.list_request(trid, &cmd).await,
+            "LSG" if d.has_groups() && !d.has_capabilities() => self.list_request(trid, &cmd).await,
             "CHG" => self.chg(trid, &cmd).await,
             "ADD" if !d.uses_guids() => self.add(trid, &cmd).await,
             "ADC" if d.uses_guids() => self.adc(trid, &cmd).await,

@@ -125,16 +125,10 @@ impl NsConnection {
                 _ => return self.reply_error(ErrorCode::InvalidParameter, trid),
             }
         };
-        let phones = if list == Some(List::Forward) && d.has_phone_properties() {
-            match self.ctx.hub.contacts_phone_data(&session).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(user = %session.handle, error = %e, "LST failed: contacts' phone data");
-                    return self.reply_error(ErrorCode::DatabaseError, trid);
-                }
-            }
-        } else {
-            BTreeMap::new()
+        let wanted = list == Some(List::Forward) && d.has_phone_properties();
+        let phones = match self.contacts_phones(&session, wanted).await {
+            Ok(p) => p,
+            Err(()) => return self.reply_error(ErrorCode::DatabaseError, trid),
         };
         let lines = self
             .ctx
@@ -158,6 +152,22 @@ impl NsConnection {
         }
     }
 
+    /// The phone data each forward contact lets the user see, when `wanted`.
+    async fn contacts_phones(
+        &self,
+        session: &crate::core::hub::Session,
+        wanted: bool,
+    ) -> Result<BTreeMap<String, Vec<(String, String)>>, ()> {
+        if !wanted {
+            return Ok(BTreeMap::new());
+        }
+        self.ctx
+            .hub
+            .contacts_phone_data(session)
+            .await
+            .map_err(|e| tracing::error!(user = %session.handle, error = %e, "cannot read contacts' phone data"))
+    }
+
     pub(super) async fn syn(&mut self, trid: u32, cmd: &Command) -> Flow {
         let Some(session) = self.session.clone() else {
             return Flow::Close;
@@ -177,16 +187,10 @@ impl NsConnection {
             }
         };
         let short_form = !d.uses_guids() && client_version == Some(current);
-        let phones = if d.has_phone_properties() && !short_form {
-            match self.ctx.hub.contacts_phone_data(&session).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(user = %session.handle, error = %e, "SYN failed: contacts' phone data");
-                    return self.reply_error(ErrorCode::DatabaseError, trid);
-                }
-            }
-        } else {
-            BTreeMap::new()
+        let wanted = d.has_phone_properties() && !short_form;
+        let phones = match self.contacts_phones(&session, wanted).await {
+            Ok(p) => p,
+            Err(()) => return self.reply_error(ErrorCode::DatabaseError, trid),
         };
         let lines = self
             .ctx

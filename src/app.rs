@@ -75,19 +75,19 @@ impl Running {
     pub async fn shutdown(self, grace: Duration) {
         // Bridges first: their queues drain while their connections still
         // run (the shutdown signal makes them quit).
-        if let Some(irc) = &self.irc {
-            if !irc.flush(grace / 3).await {
-                tracing::warn!(
-                    "IRC bridge queue not empty at shutdown; it is kept in the database for the next start"
-                );
-            }
+        if let Some(irc) = &self.irc
+            && !irc.flush(grace / 3).await
+        {
+            tracing::warn!(
+                "IRC bridge queue not empty at shutdown; it is kept in the database for the next start"
+            );
         }
-        if let Some(matrix) = &self.matrix {
-            if !matrix.flush(grace / 3).await {
-                tracing::warn!(
-                    "Matrix bridge queue not empty at shutdown; it is kept in the database for the next start"
-                );
-            }
+        if let Some(matrix) = &self.matrix
+            && !matrix.flush(grace / 3).await
+        {
+            tracing::warn!(
+                "Matrix bridge queue not empty at shutdown; it is kept in the database for the next start"
+            );
         }
         let _ = self.shutdown.send(true);
         for session in self.hub.sessions() {
@@ -225,7 +225,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         )),
         None => None,
     };
-    let mut readiness: Vec<(&'static str, Arc<dyn Fn() -> bool + Send + Sync>)> = Vec::new();
+    let mut readiness: Vec<crate::server::ops::Probe> = Vec::new();
     if let Some(matrix) = &matrix {
         let matrix = matrix.clone();
         readiness.push(("matrix", Arc::new(move || matrix.is_ready())));

@@ -615,8 +615,7 @@ impl Inner {
             if let Ok(Some((puppet, token))) = inner.db.puppet(&local).await
                 && let Ok(puppet) = OwnedUserId::try_from(puppet)
             {
-                let request =
-                    create_typing_event::v3::Request::new(puppet, room_id.clone(), state.clone());
+                let request = create_typing_event::v3::Request::new(puppet, room_id.clone(), state);
                 if inner.hs.send(request, Actor::Token(&token)).await.is_ok() {
                     return;
                 }

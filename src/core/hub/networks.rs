@@ -245,10 +245,10 @@ impl Hub {
             .ok_or(ListError::UnknownAccount)?;
         let cell = self.cell(account.id, &account.handle);
         let mut guard = cell.roster.lock().await;
-        if let Some(roster) = guard.as_ref() {
-            if roster.is_on(remote, List::Reverse) {
-                return Ok(());
-            }
+        if let Some(roster) = guard.as_ref()
+            && roster.is_on(remote, List::Reverse)
+        {
+            return Ok(());
         }
         let changes = vec![
             Change::AddLists {

@@ -103,7 +103,7 @@ impl NsConnection {
             self.conn
                 .send_line(&format!("ILN {trid} {}", presence_fields(p, self.dialect)));
             if self.dialect.has_personal_message() && !p.personal_message.is_empty() {
-                let xml = super::presence::personal_data_xml(&p);
+                let xml = super::presence::personal_data_xml(p);
                 self.conn
                     .send_payload(&format!("UBX {}", p.handle), xml.as_bytes());
             }

@@ -1067,3 +1067,49 @@ async fn tls_with_a_private_certificate() {
     let ison = bob.expect("ISON reply", |l| l.contains(" 303 ")).await;
     assert!(!ison.contains("t-carol|msn"), "{ison}");
 }
+
+/// The next `UBX` for `handle` whose personal message is `psm`.
+async fn expect_psm(ns: &mut Client, handle: &str, psm: &str) {
+    let want = format!("<Data><PSM>{psm}</PSM><CurrentMedia></CurrentMedia></Data>");
+    let mut seen = Vec::new();
+    loop {
+        match ns.recv_within(TIMEOUT).await {
+            Some(Some(cmd))
+                if cmd.name == "UBX" && cmd.args.first().map(String::as_str) == Some(handle) =>
+            {
+                let got = String::from_utf8_lossy(cmd.payload.as_deref().unwrap_or_default())
+                    .into_owned();
+                if got == want {
+                    return;
+                }
+                seen.push(got);
+            }
+            Some(Some(cmd)) => seen.push(render(&cmd)),
+            Some(None) => panic!("NS closed while waiting for {want}; got {seen:#?}"),
+            None => panic!("no {want}; got {seen:#?}"),
+        }
+    }
+}
+
+/// A channel contact's personal message is the channel's topic, kept up
+/// to date (IRC formatting stripped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_topic_is_the_contacts_personal_message() {
+    let Some(addr) = irc_addr() else { return };
+    let fx = Fixture::start(network(addr, |_| {})).await;
+    let mut carol = Irc::connect(addr, "p_carol").await;
+    carol.send("JOIN #p-room").await;
+    carol.send("TOPIC #p-room :first topic").await;
+    carol
+        .expect("the topic set", |l| {
+            l.contains(" TOPIC #p-room :first topic")
+        })
+        .await;
+    let mut alice = fx.msn("p-alice@example.com").await;
+    add_contact(&mut alice, "p-room.c@test.irc").await;
+    // Joining the channel brings its topic.
+    expect_psm(&mut alice, "p-room.c@test.irc", "first topic").await;
+    carol.wait_in_channel("#p-room", "p-alice|msn").await;
+    carol.send("TOPIC #p-room :\x02second\x02 topic").await;
+    expect_psm(&mut alice, "p-room.c@test.irc", "second topic").await;
+}

@@ -227,6 +227,8 @@ struct NetState {
     told_offline: HashSet<(String, String)>,
     /// Some puppet of this network is registered.
     up: bool,
+    /// Channel topics (IRC formatting stripped), by irc_lower(channel).
+    topics: HashMap<String, String>,
 }
 
 enum Control {
@@ -332,7 +334,11 @@ impl IrcNetwork {
         match remote {
             Remote::Channel(c) => {
                 let mut p = puppet::remote_presence(contact, c, state.up, false);
-                p.personal_message = "IRC channel".into();
+                // The topic is what MSN 7 shows under the channel's name.
+                p.personal_message = match state.topics.get(c) {
+                    Some(topic) if !topic.is_empty() => topic.as_str().into(),
+                    _ => "IRC channel".into(),
+                };
                 p
             }
             Remote::Nick(n) => match state.remotes.get(contact) {
@@ -344,6 +350,26 @@ impl IrcNetwork {
                     false,
                 ),
             },
+        }
+    }
+
+    /// A channel's topic was seen (on joining, or changed): watchers of
+    /// the channel contact see it as its personal message.
+    pub fn channel_topic(&self, channel: &str, topic: &str) {
+        let chan = irc_lower(channel);
+        let topic = text::strip_formatting(topic);
+        {
+            let mut state = self.state.lock();
+            if state.topics.get(&chan) == Some(&topic) {
+                return;
+            }
+            state.topics.insert(chan.clone(), topic);
+        }
+        let remote = Remote::Channel(chan);
+        if let Some(contact) = self.contact_of(&remote) {
+            self.shared
+                .hub
+                .remote_presence(Arc::new(self.presence_of(&contact, &remote)));
         }
     }
 

@@ -808,6 +808,8 @@ impl Session {
                     self.net.observe(&nick, Some(true), None);
                 }
             }
+            ("TOPIC", _) => self.net.channel_topic(line.param(0), line.last()),
+            (_, Some(Response::RPL_TOPIC)) => self.net.channel_topic(line.param(1), line.last()),
             ("PART", _) if from_me => {
                 self.handle
                     .state

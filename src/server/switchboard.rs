@@ -500,11 +500,18 @@ impl SbConnection {
         let Some(payload) = cmd.payload.as_ref() else {
             return Flow::Close;
         };
-        let mode = cmd.arg(1).unwrap_or("");
-        if !matches!(mode, "U" | "N" | "A" | "D" | "S") {
-            tracing::info!(peer = %self.conn.peer, mode, "closing switchboard connection: unknown MSG mode");
-            return Flow::Close;
-        }
+        // 'static: the reply is decided later, maybe after a bridge answered.
+        let mode: &'static str = match cmd.arg(1).unwrap_or("") {
+            "U" => "U",
+            "N" => "N",
+            "A" => "A",
+            "D" => "D",
+            "S" => "S",
+            other => {
+                tracing::info!(peer = %self.conn.peer, mode = other, "closing switchboard connection: unknown MSG mode");
+                return Flow::Close;
+            }
+        };
         // P2P data (always mode D) goes only to the participant it names: in
         // a group chat the others, a bridge above all, have no use for it.
         let mut p2p_dest = None;
@@ -534,13 +541,6 @@ impl SbConnection {
         } else {
             j.conversation
                 .relay_confirmed(j.endpoint, &j.me, payload, only_to)
-        };
-        let mode: &'static str = match mode {
-            "U" => "U",
-            "N" => "N",
-            "A" => "A",
-            "D" => "D",
-            _ => "S",
         };
         let reply = move |delivered: bool| -> Option<String> {
             let reply = match (mode, delivered) {

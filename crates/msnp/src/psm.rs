@@ -126,10 +126,19 @@ fn no_separator(s: &str) -> String {
 
 /// The `UUX`/`UBX` document.
 pub fn document(message: &str, media: Option<&CurrentMedia>) -> String {
-    let media = media.map(|m| xml::escape(&m.render())).unwrap_or_default();
+    document_with(
+        message,
+        &media.map(CurrentMedia::render).unwrap_or_default(),
+    )
+}
+
+/// The `UUX`/`UBX` document with `CurrentMedia` already rendered
+/// ([`CurrentMedia::render`]; empty for none).
+pub fn document_with(message: &str, rendered_media: &str) -> String {
     format!(
-        "<Data><PSM>{}</PSM><CurrentMedia>{media}</CurrentMedia></Data>",
-        xml::escape(message)
+        "<Data><PSM>{}</PSM><CurrentMedia>{}</CurrentMedia></Data>",
+        xml::escape(message),
+        xml::escape(rendered_media)
     )
 }
 

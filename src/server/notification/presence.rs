@@ -60,12 +60,16 @@ pub(crate) fn presence_fields(p: &Presence, dialect: Dialect) -> String {
 
 /// The `UBX` document for a contact's personal message and media.
 pub(crate) fn personal_data_xml(p: &Presence) -> String {
-    let media = p.now_playing.as_ref().map(|n| match &n.msn_form {
-        Some(form) => msnp::psm::CurrentMedia::parse(form)
-            .unwrap_or_else(|| msnp::psm::CurrentMedia::from_text(&n.category, &n.text)),
-        None => msnp::psm::CurrentMedia::from_text(&n.category, &n.text),
-    });
-    msnp::psm::document(&p.personal_message, media.as_ref())
+    // An MSN client's own rendering is kept as it was; other networks'
+    // text gets the simplest layout.
+    let media = match &p.now_playing {
+        Some(n) => match &n.msn_form {
+            Some(form) => form.to_string(),
+            None => msnp::psm::CurrentMedia::from_text(&n.category, &n.text).render(),
+        },
+        None => String::new(),
+    };
+    msnp::psm::document_with(&p.personal_message, &media)
 }
 
 /// What an MSN client's `CurrentMedia` means, network-neutral.

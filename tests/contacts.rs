@@ -788,8 +788,6 @@ fn blocking_and_blp_bl_hide_the_owner_from_those_not_allowed() {
         same(&got, t, &[&format!("ADD {{t}} BL 4 {bob} {bob}")]);
         b.expect(&format!("FLN {alice}")).await;
         quiet(&mut c).await;
-        let (t, got) = call(&mut a, &format!("ADD {{t}} AL {bob} {bob}")).await;
-        same(&got, t, &["219 {t}"]);
         let (t, got) = call(&mut a, &format!("ADD {{t}} BL {bob} {bob}")).await;
         same(&got, t, &["215 {t}"]);
         // Her status changes reach carol only.
@@ -1417,6 +1415,140 @@ fn properties_names_and_small_commands() {
     });
 }
 
+/// `handle`'s allow- and block-list entries as the user's client sees them:
+/// the `LST AL` and `LST BL` replies (MSNP2–7, TrIDs replaced by `{t}`) or
+/// the contact's line in the `SYN` dump (MSNP10+).
+async fn allow_and_block_entries(c: &mut Client, dialect: u8, handle: &str) -> Vec<String> {
+    if dialect < 8 {
+        let mut lines = Vec::new();
+        for list in ["AL", "BL"] {
+            let (t, got) = call(c, &format!("LST {{t}} {list}")).await;
+            let prefix = format!("LST {t} ");
+            lines.extend(got.into_iter().map(|l| l.replacen(&prefix, "LST {t} ", 1)));
+        }
+        lines
+    } else {
+        let (_, dump) = syn(c, dialect).await;
+        dump.into_iter()
+            .filter(|l| l.starts_with(&format!("LST N={handle} ")))
+            .collect()
+    }
+}
+
+/// Clients block either as `REM AL` then `ADD/ADC BL`, or as `ADD/ADC BL`
+/// first and `REM AL` after (and unblock likewise): an add to the opposite
+/// list moves the contact, the later `REM` answers 216, the contact is never
+/// on both lists, and the blocked contact sees FLN / NLN at once.
+#[test]
+fn blocking_and_unblocking_in_either_order_moves_the_contact() {
+    run(async {
+        let server = start().await;
+        for dialect in [5u8, 7, 10, 12] {
+            let test = format!("moveblock{dialect}");
+            let (alice, bob) = (uid(&test, "alice"), uid(&test, "bob"));
+            let mut a = online(&server, &alice, "Alice", dialect).await;
+            let mut b = online(&server, &bob, "Bob", 7).await;
+            let (t, got) = call(&mut b, &format!("ADD {{t}} FL {alice} {alice} 0")).await;
+            assert_eq!(got.last().unwrap(), &format!("ILN {t} NLN {alice} Alice"));
+            drain(&mut a).await;
+            let old = dialect < 10;
+            // Commands and replies in alice's dialect; `v` is her list version
+            // after the edit (MSNP2–9 replies carry it).
+            let add_cmd = |list: &str| {
+                if old {
+                    format!("ADD {{t}} {list} {bob} {bob}")
+                } else {
+                    format!("ADC {{t}} {list} N={bob}")
+                }
+            };
+            let added = |list: &str, v: u32| {
+                if old {
+                    format!("ADD {{t}} {list} {v} {bob} {bob}")
+                } else {
+                    format!("ADC {{t}} {list} N={bob}")
+                }
+            };
+            let rem_cmd = |list: &str| format!("REM {{t}} {list} {bob}");
+            let removed = |list: &str, v: u32| {
+                if old {
+                    format!("REM {{t}} {list} {v} {bob}")
+                } else {
+                    format!("REM {{t}} {list} {bob}")
+                }
+            };
+            // Bob is also on her reverse list (RL = 8), under the name he has.
+            let entries = |on: &str, v: u32| {
+                if old {
+                    let member = format!("LST {{t}} {on} {v} 1 1 {bob} Bob");
+                    let empty = |l: &str| format!("LST {{t}} {l} {v} 0 0");
+                    if on == "AL" {
+                        vec![member, empty("BL")]
+                    } else {
+                        vec![empty("AL"), member]
+                    }
+                } else {
+                    let bits = if on == "AL" { 2 + 8 } else { 4 + 8 };
+                    let net = if dialect >= 12 { " 1" } else { "" };
+                    vec![format!("LST N={bob} F=Bob {bits}{net}")]
+                }
+            };
+            let nln = format!("NLN NLN {alice} Alice");
+            let fln = format!("FLN {alice}");
+
+            // Set-up: bob on her allow list; `v` counts her list versions on.
+            let (t, got) = call(&mut a, &add_cmd("AL")).await;
+            let v: u32 = if old {
+                got[0].split(' ').nth(3).and_then(|v| v.parse().ok()).unwrap()
+            } else {
+                0
+            };
+            same(&got, t, &[added("AL", v).as_str()]);
+            quiet(&mut b).await;
+
+            // Block, add first: the add moves bob, REM AL then finds him gone.
+            let (t, got) = call(&mut a, &add_cmd("BL")).await;
+            same(&got, t, &[added("BL", v + 1).as_str()]);
+            b.expect(&fln).await;
+            let (t, got) = call(&mut a, &rem_cmd("AL")).await;
+            same(&got, t, &["216 {t}"]);
+            let got = allow_and_block_entries(&mut a, dialect, &bob).await;
+            assert_eq!(got, entries("BL", v + 1), "MSNP{dialect}");
+            quiet(&mut b).await;
+
+            // Unblock, add first.
+            let (t, got) = call(&mut a, &add_cmd("AL")).await;
+            same(&got, t, &[added("AL", v + 2).as_str()]);
+            b.expect(&nln).await;
+            let (t, got) = call(&mut a, &rem_cmd("BL")).await;
+            same(&got, t, &["216 {t}"]);
+            let got = allow_and_block_entries(&mut a, dialect, &bob).await;
+            assert_eq!(got, entries("AL", v + 2), "MSNP{dialect}");
+
+            // Block, remove first: REM AL leaves him unlisted (still allowed
+            // under BLP AL), ADD BL hides alice.
+            let (t, got) = call(&mut a, &rem_cmd("AL")).await;
+            same(&got, t, &[removed("AL", v + 3).as_str()]);
+            quiet(&mut b).await;
+            let (t, got) = call(&mut a, &add_cmd("BL")).await;
+            same(&got, t, &[added("BL", v + 4).as_str()]);
+            b.expect(&fln).await;
+
+            // Unblock, remove first.
+            let (t, got) = call(&mut a, &rem_cmd("BL")).await;
+            same(&got, t, &[removed("BL", v + 5).as_str()]);
+            b.expect(&nln).await;
+            let (t, got) = call(&mut a, &add_cmd("AL")).await;
+            same(&got, t, &[added("AL", v + 6).as_str()]);
+            quiet(&mut b).await;
+
+            // The move was stored: a new session has him on AL only.
+            let mut a2 = sign_in(&server, dialect, &alice, PW).await;
+            let got = allow_and_block_entries(&mut a2, dialect, &bob).await;
+            assert_eq!(got, entries("AL", v + 6), "MSNP{dialect}");
+        }
+    });
+}
+
 /// Errors not shown elsewhere: unknown accounts (205 before MSNP10, 208
 /// from it), a full list (210), CHG to FLN or nonsense (201), and the
 /// commands that close the connection (the reverse list is read-only).
@@ -1455,8 +1587,9 @@ fn list_errors_and_read_only_reverse_list() {
         same(&got, t, &["208 {t}"]);
         let (t, got) = call(&mut a, "ADC {t} FL N=a@b").await;
         same(&got, t, &["201 {t}"]);
+        // An add to the opposite list moves the contact (see the blocking test).
         let (t, got) = call(&mut a, &format!("ADC {{t}} BL N={dave}")).await;
-        same(&got, t, &["219 {t}"]);
+        same(&got, t, &[&format!("ADC {{t}} BL N={dave}")]);
         let (t, got) = call(&mut a, &format!("REM {{t}} FL {dave}")).await;
         same(&got, t, &["216 {t}"]);
 

@@ -111,8 +111,6 @@ pub enum ListError {
     AlreadyThere,
     #[error("not on that list")]
     NotOnList,
-    #[error("already on the opposite list")]
-    InOppositeList,
     #[error("no such group")]
     InvalidGroup,
     #[error("contact not in that group")]
@@ -307,13 +305,20 @@ impl Roster {
                     List::Block => Some(List::Allow),
                     _ => None,
                 };
-                if opposite.is_some_and(|o| existing.is_some_and(|c| c.is_on(o))) {
-                    return Err(ListError::InOppositeList);
-                }
                 if existing.is_none() && self.contacts.len() >= self.max_contacts * 2 {
                     return Err(ListError::ListFull);
                 }
                 changes.push(self.add_bits(handle, stored_name, list.bit()));
+                // Clients block as `ADD BL` then `REM AL` as often as the
+                // other way round: an add to the opposite list moves the
+                // contact (after the add, so the row is never left on no list).
+                if let Some(o) = opposite.filter(|o| existing.is_some_and(|c| c.is_on(*o))) {
+                    changes.push(Change::RemoveLists {
+                        account_id: id,
+                        handle: handle.into(),
+                        bits: o.bit(),
+                    });
+                }
                 // Allowing or blocking someone answers their pending request.
                 if list != List::Pending && existing.is_some_and(|c| c.is_on(List::Pending)) {
                     changes.push(Change::RemoveLists {
@@ -699,14 +704,27 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            r.plan_add(List::Block, "bob@example.com", "bob", None),
-            Err(ListError::InOppositeList)
-        );
-        assert_eq!(
             r.plan_add(List::Allow, "bob@example.com", "bob", None),
             Err(ListError::AlreadyThere)
         );
         assert!(r.allows("bob@example.com"));
+        // An add to the opposite list moves the contact, both ways.
+        edit(&mut r, |r| {
+            r.plan_add(List::Block, "bob@example.com", "bob", None)
+        })
+        .unwrap();
+        let bob = r.contact("bob@example.com").unwrap();
+        assert!(bob.is_on(List::Block) && !bob.is_on(List::Allow));
+        assert_eq!(
+            r.plan_remove(List::Allow, "bob@example.com", None),
+            Err(ListError::NotOnList)
+        );
+        edit(&mut r, |r| {
+            r.plan_add(List::Allow, "bob@example.com", "bob", None)
+        })
+        .unwrap();
+        let bob = r.contact("bob@example.com").unwrap();
+        assert!(bob.is_on(List::Allow) && !bob.is_on(List::Block));
         edit(&mut r, |r| {
             r.plan_remove(List::Allow, "bob@example.com", None)
         })
@@ -723,7 +741,7 @@ mod tests {
             r.plan_privacy(Privacy::BlockUnlisted),
             Err(ListError::AlreadyInMode)
         );
-        assert_eq!(r.version, 4);
+        assert_eq!(r.version, 6);
     }
 
     #[test]

@@ -84,7 +84,6 @@ impl NsConnection {
             ListError::ListFull => ErrorCode::ListFull,
             ListError::AlreadyThere => ErrorCode::AlreadyThere,
             ListError::NotOnList => ErrorCode::NotOnList,
-            ListError::InOppositeList => ErrorCode::InOppositeList,
             ListError::InvalidGroup => ErrorCode::InvalidGroup,
             ListError::NotInGroup => ErrorCode::NotInGroup,
             ListError::TooManyGroups => ErrorCode::TooManyGroups,

@@ -96,13 +96,21 @@ impl World {
     /// Starts msngate after creating `users` (handle, nickname), so their
     /// ghosts are registered at bridge start.
     async fn start(env: &SynapseEnv, users: &[(&str, &str)]) -> World {
+        World::start_on(env, None, users).await
+    }
+
+    /// Starts msngate on database `db` (a fresh one when `None`).
+    async fn start_on(env: &SynapseEnv, db: Option<String>, users: &[(&str, &str)]) -> World {
         if let Ok(filter) = std::env::var("RUST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
                 .with_test_writer()
                 .try_init();
         }
-        let server = start().await;
+        let server = match db {
+            Some(url) => start_with(|c| c.database.url = url).await,
+            None => start().await,
+        };
         for (handle, nick) in users {
             server.add_user(handle, PW, nick).await;
         }
@@ -137,6 +145,12 @@ impl World {
     }
 
     async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops msngate but keeps its scratch directory (a SQLite database
+    /// lives there) until the returned directory is dropped.
+    async fn stop_keeping_data(self) -> tempfile::TempDir {
         assert!(
             self.bridge.flush(TIMEOUT).await,
             "every Matrix request was sent"
@@ -144,6 +158,7 @@ impl World {
         let _ = self.stop.send(true);
         self.bridge.stopped().await;
         self.server.running.shutdown(Duration::from_secs(5)).await;
+        self.server.dir
     }
 }
 
@@ -1440,5 +1455,133 @@ async fn double_puppet_sends_from_the_real_matrix_account() {
             .any(|e| e["sender"] == ghost.as_str() && e["content"]["body"] == "as the ghost again")
     })
     .await;
+    world.stop().await;
+}
+
+/// The handle a Matrix user had before handles lost their `=`: every `:`
+/// written `=3a` (the test users' IDs hold nothing else to escape).
+fn old_form_handle(user_id: &str) -> String {
+    let raw = &user_id[1..];
+    assert!(
+        raw.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:".contains(&b)),
+        "{user_id}"
+    );
+    format!("{}@{}", raw.replace(':', "=3a"), ids::CONTACT_DOMAIN)
+}
+
+/// Matrix contact handles hold no `=` (some client libraries split fields
+/// on it): an MSN client adds and chats with the current form, the old
+/// `=3a` form still resolves to the same contact, and contacts stored under
+/// the old form are renamed when msngate starts (once: a second start
+/// changes nothing).
+#[tokio::test]
+async fn matrix_handles_have_no_equals_sign_and_old_ones_still_work() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().await;
+    let (alice, carol, dave) = (
+        format!("alice{}@example.com", suffix()),
+        format!("carol{}@example.com", suffix()),
+        format!("dave{}@example.com", suffix()),
+    );
+    let world = World::start(&env, &[(&alice, "Alice"), (&carol, "Carol"), (&dave, "Dave")]).await;
+    let ghost = world.ghost(&alice);
+    let mut bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let handle = bob.handle();
+    let old = old_form_handle(&bob.id);
+    assert_eq!(
+        handle,
+        format!("{}@{}", bob.id[1..].replace(':', "_3a"), ids::CONTACT_DOMAIN)
+    );
+
+    // The current form: added and chatted with like any contact.
+    let mut a = msn_online(&world, &alice, 11).await;
+    let t = a.next();
+    a.send(&format!("ADC {t} FL N={handle}")).await;
+    let reply = render(&a.recv_named("ADC").await);
+    assert_eq!(reply.rsplit_once(' ').unwrap().0, format!("ADC {t} FL N={handle}"));
+    let room = bob.accept_invite_from(&ghost).await;
+    let mut sb = chat_with(&mut a, &alice, &handle).await;
+    send_text(&mut sb, 3, "hi bob", None).await;
+    bob.wait_messages(&room, "alice's message", |m| {
+        m.iter()
+            .any(|e| e["sender"] == ghost.as_str() && e["content"]["body"] == "hi bob")
+    })
+    .await;
+    bob.send(&room, json!({"msgtype": "m.text", "body": "hi alice"}))
+        .await;
+    let (from, text, _) = next_text(&mut sb).await;
+    assert_eq!((from.as_str(), text.as_str()), (handle.as_str(), "hi alice"));
+
+    // The old form, as a client that stored it sends it: the same contact.
+    let mut c = sign_in(&world.server, 7, &carol, PW).await;
+    let t = c.next();
+    c.send(&format!("CHG {t} NLN")).await;
+    c.expect(&format!("CHG {t} NLN")).await;
+    let t = c.next();
+    c.send(&format!("ADD {t} FL {old} Bob 0")).await;
+    let reply = c.recv_named("ADD").await;
+    let version = reply.args[2].clone();
+    assert_eq!(render(&reply), format!("ADD {t} FL {version} {old} Bob 0"));
+    let t = c.next();
+    c.send(&format!("SYN {t} 0")).await;
+    let lst = loop {
+        let cmd = c.recv().await;
+        if cmd.name == "LST" && cmd.args.get(1).map(String::as_str) == Some("FL") {
+            break render(&cmd);
+        }
+    };
+    assert_eq!(lst, format!("LST {t} FL {version} 1 1 {handle} Bob 0"));
+    let t = c.next();
+    c.send(&format!("XFR {t} SB")).await;
+    let xfr = c.recv_named("XFR").await;
+    let mut sb_c = Client::connect(xfr.args[2].parse().expect("sb address")).await;
+    sb_c.send(&format!("USR 1 {carol} {}", xfr.args[4])).await;
+    assert_eq!(sb_c.recv().await.args[1], "OK");
+    sb_c.send(&format!("CAL 2 {old}")).await;
+    assert_eq!(sb_c.recv().await.args[1], "RINGING");
+    assert_eq!(sb_c.recv_named("JOI").await.args[0], handle);
+
+    // A contact stored under the old form (by an older msngate) ...
+    let store = world.server.running.hub.store().clone();
+    let account = store.account_by_handle(&dave).await.unwrap().unwrap();
+    store
+        .apply(&[msngate::store::Change::AddLists {
+            account_id: account.id,
+            handle: old.clone(),
+            guid: "3f2504e0-4f89-41d3-9a0c-0305e82c3301".into(),
+            stored_name: "Bob".into(),
+            bits: 1 | 2,
+        }])
+        .await
+        .unwrap();
+    let db = world.server.running.config.database.url.clone();
+    drop((sb, sb_c, a, c));
+    let _first_data = world.stop_keeping_data().await;
+
+    // ... is renamed at the next start, and its list version moves on.
+    let world = World::start_on(&env, Some(db.clone()), &[]).await;
+    let mut d = sign_in(&world.server, 11, &dave, PW).await;
+    let t = d.next();
+    d.send(&format!("SYN {t} 0 0")).await;
+    let lst = render(&d.recv_named("LST").await);
+    assert_eq!(
+        lst,
+        format!("LST N={handle} F=Bob C=3f2504e0-4f89-41d3-9a0c-0305e82c3301 3")
+    );
+    let store = world.server.running.hub.store().clone();
+    let renamed = store.account_by_handle(&dave).await.unwrap().unwrap();
+    assert_eq!(renamed.list_version, account.list_version + 1);
+    drop(d);
+    let _second_data = world.stop_keeping_data().await;
+
+    // A second start finds nothing left to rename.
+    let world = World::start_on(&env, Some(db), &[]).await;
+    let store = world.server.running.hub.store().clone();
+    let again = store.account_by_handle(&dave).await.unwrap().unwrap();
+    assert_eq!(again.list_version, renamed.list_version);
+    let rows = store.load_roster(again.id).await.unwrap();
+    let handles: Vec<&str> = rows.contacts.iter().map(|c| c.handle.as_str()).collect();
+    assert_eq!(handles, [handle.as_str()]);
     world.stop().await;
 }

@@ -43,7 +43,7 @@ mod tests {
 
     #[test]
     fn bridged_domains_are_recognised() {
-        assert!(is_bridged("bob=3aexample.org@matrix.msngate"));
+        assert!(is_bridged("bob_3aexample.org@matrix.msngate"));
         assert!(is_bridged("nick@libera.irc"));
         assert!(!is_bridged("alice@example.com"));
     }

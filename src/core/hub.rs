@@ -559,6 +559,7 @@ impl Hub {
     /// Applies a list edit: validated, committed, applied in memory, and only
     /// then announced to the other users it concerns.
     pub async fn edit(&self, session: &Session, edit: RosterEdit) -> Result<EditOutcome, HubError> {
+        let edit = self.with_current_handle(edit);
         if let Some(result) = self.edit_remote(session, &edit).await {
             return result;
         }

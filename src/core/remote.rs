@@ -25,6 +25,13 @@ pub trait Network: Send + Sync + 'static {
     /// room on this network.
     fn owns(&self, handle: &str) -> bool;
 
+    /// The handle this network gives `handle` now, when `handle` is an
+    /// older spelling of it that clients may still have stored (an alias);
+    /// `None` otherwise.
+    fn current_handle(&self, _handle: &str) -> Option<String> {
+        None
+    }
+
     /// Looks a handle up when an MSN user adds it to a list. `None`: no such
     /// user or room (the MSN client is told 205/208). `Some`: its current
     /// presence (status `Offline` when unknown or away from the network).

@@ -52,6 +52,65 @@ impl Db {
         })
     }
 
+    /// Renames stored contacts whose handle is an old spelling (`current`
+    /// gives the new one) on every account's lists, group memberships
+    /// included, and bumps those accounts' list versions so MSNP2–9 clients
+    /// fetch the lists again. A contact stored under both spellings is
+    /// merged. Idempotent: a second run finds nothing. Returns how many
+    /// contacts were renamed.
+    pub async fn migrate_contact_handles(
+        &self,
+        domain: &str,
+        current: impl Fn(&str) -> Option<String>,
+    ) -> DbResult<usize> {
+        // Old spellings contain `=`; current ones never do.
+        let rows = sqlx::query("SELECT account_id, handle FROM contacts WHERE handle LIKE $1")
+            .bind(format!("%=%@{domain}"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut renamed = 0;
+        for row in rows {
+            let (account_id, old): (i64, String) = (row.try_get(0)?, row.try_get(1)?);
+            let Some(new) = current(&old) else { continue };
+            let mut tx = crate::store::begin_write(&self.pool).await?;
+            // Copy to the new spelling (merging with a row already there),
+            // then drop the old one.
+            for copy in [
+                "INSERT INTO contacts (account_id, handle, guid, stored_name, lists) \
+                 SELECT account_id, $3, guid, stored_name, lists FROM contacts \
+                 WHERE account_id = $1 AND handle = $2 \
+                 ON CONFLICT (account_id, handle) DO UPDATE SET lists = contacts.lists | excluded.lists",
+                "INSERT INTO group_members (account_id, handle, group_number) \
+                 SELECT account_id, $3, group_number FROM group_members \
+                 WHERE account_id = $1 AND handle = $2 ON CONFLICT DO NOTHING",
+            ] {
+                sqlx::query(copy)
+                    .bind(account_id)
+                    .bind(&old)
+                    .bind(&new)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for delete in [
+                "DELETE FROM group_members WHERE account_id = $1 AND handle = $2",
+                "DELETE FROM contacts WHERE account_id = $1 AND handle = $2",
+            ] {
+                sqlx::query(delete)
+                    .bind(account_id)
+                    .bind(&old)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("UPDATE accounts SET list_version = list_version + 1 WHERE id = $1")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            renamed += 1;
+        }
+        Ok(renamed)
+    }
+
     pub fn new_id(&self) -> i64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

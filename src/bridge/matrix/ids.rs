@@ -1,10 +1,12 @@
 //! Names across the bridge: MSN handles ↔ ghost Matrix IDs, and Matrix IDs
 //! ↔ the e-mail-like handles MSN users add as contacts.
 //!
-//! Both directions use one reversible escape, `=xx` (two lower-case hex
-//! digits of a byte), for every byte outside the set the other side accepts
-//! — the same scheme as the ghost template's `=40` for `@`. docs/matrix.md
-//! describes it for users.
+//! Both directions use one reversible escape, an escape byte followed by
+//! two lower-case hex digits of a byte, for every byte outside the set the
+//! other side accepts. Ghost localparts escape with `=` (`=40` for `@`);
+//! contact handles with `_` (`_3a` for `:`), because some MSN client
+//! libraries split `N=…` fields on every `=` and cut such handles short.
+//! docs/matrix.md describes both for users.
 
 use crate::config::MatrixConfig;
 
@@ -20,22 +22,31 @@ pub const MATRIX_CAPABILITIES: u32 = 0x4000_0000;
 /// Longest MSN handle (1999 draft §5.4; `core::handle::MAX_HANDLE_LEN`).
 const MAX_HANDLE: usize = crate::core::handle::MAX_HANDLE_LEN;
 
-fn push_escaped(out: &mut String, byte: u8) {
+/// Escape byte of contact handles: no MSN client treats `_` as a separator
+/// and every add-contact field accepts it in an address.
+const HANDLE_ESCAPE: u8 = b'_';
+/// Escape byte of contact handles before `_` (still resolved as an alias).
+const LEGACY_HANDLE_ESCAPE: u8 = b'=';
+/// Escape byte of ghost localparts (a Matrix localpart may hold `=`).
+const GHOST_ESCAPE: u8 = b'=';
+
+fn push_escaped(out: &mut String, marker: u8, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('=');
+    out.push(marker as char);
     out.push(HEX[usize::from(byte >> 4)] as char);
     out.push(HEX[usize::from(byte & 15)] as char);
 }
 
-/// Escapes `s`, keeping bytes for which `keep(byte, index, previous)` holds.
-fn escape(s: &str, keep: impl Fn(u8, usize, Option<u8>) -> bool) -> String {
+/// Escapes `s` with `marker`, keeping bytes for which `keep(byte, index,
+/// previous)` holds (never `marker` itself).
+fn escape(s: &str, marker: u8, keep: impl Fn(u8, usize, Option<u8>) -> bool) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     let mut previous = None;
     for (i, b) in s.bytes().enumerate() {
-        if keep(b, i, previous) {
+        if b != marker && keep(b, i, previous) {
             out.push(b as char);
         } else {
-            push_escaped(&mut out, b);
+            push_escaped(&mut out, marker, b);
         }
         previous = Some(b);
     }
@@ -43,12 +54,12 @@ fn escape(s: &str, keep: impl Fn(u8, usize, Option<u8>) -> bool) -> String {
 }
 
 /// Reverses [`escape`]; `None` on a malformed escape or non-UTF-8 result.
-fn unescape(s: &str) -> Option<String> {
+fn unescape(s: &str, marker: u8) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'=' {
+        if bytes[i] == marker {
             let hex = s.get(i + 1..i + 3)?;
             if !hex
                 .bytes()
@@ -107,16 +118,21 @@ pub fn split_user_id(user_id: &str) -> Option<(&str, &str)> {
 }
 
 /// The MSN handle of a Matrix user: `<escaped "local:server">@matrix.msngate`.
-/// Lower-case letters, digits, `-` and `_` stay; `.` stays unless first,
-/// last or doubled (which e-mail syntax forbids); everything else —
-/// `:`, `=`, `/`, `+`, upper case — becomes `=xx`. So `@bob:example.org`
-/// is `bob=3aexample.org@matrix.msngate`. `None` when the result would be
+/// Lower-case letters, digits and `-` stay; `.` stays unless first, last or
+/// doubled (which e-mail syntax forbids); everything else — `:`, `_`, `=`,
+/// `/`, `+`, upper case — becomes `_xx`. So `@bob:example.org` is
+/// `bob_3aexample.org@matrix.msngate`. `None` when the result would be
 /// longer than an MSN handle may be.
 pub fn contact_handle(user_id: &str) -> Option<String> {
+    contact_handle_with(user_id, HANDLE_ESCAPE)
+}
+
+/// [`contact_handle`] with escape byte `marker` (`=` gave the old form).
+fn contact_handle_with(user_id: &str, marker: u8) -> Option<String> {
     let (local, server) = split_user_id(user_id)?;
     let raw = format!("{local}:{server}");
     let last = raw.len() - 1;
-    let escaped = escape(&raw, |b, i, previous| match b {
+    let escaped = escape(&raw, marker, |b, i, previous| match b {
         b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => true,
         b'.' => i != 0 && i != last && previous != Some(b'.'),
         _ => false,
@@ -126,15 +142,28 @@ pub fn contact_handle(user_id: &str) -> Option<String> {
 }
 
 /// The Matrix user ID behind a contact handle (case-insensitive, as MSN
-/// handles are), or `None` if `handle` is not one.
+/// handles are), or `None` if `handle` is not one. The old `=xx` form
+/// (`bob=3aexample.org@matrix.msngate`) is still understood, so clients
+/// that stored it keep working.
 pub fn user_id_of_contact(handle: &str) -> Option<String> {
+    user_id_of_contact_with(handle, HANDLE_ESCAPE)
+        .or_else(|| user_id_of_contact_with(handle, LEGACY_HANDLE_ESCAPE))
+}
+
+/// The current handle for an old-form contact handle; `None` for anything
+/// else (a current handle included).
+pub fn current_contact_handle(handle: &str) -> Option<String> {
+    contact_handle(&user_id_of_contact_with(handle, LEGACY_HANDLE_ESCAPE)?)
+}
+
+fn user_id_of_contact_with(handle: &str, marker: u8) -> Option<String> {
     let lower = handle.to_ascii_lowercase();
     let local = lower.strip_suffix(CONTACT_DOMAIN)?.strip_suffix('@')?;
-    let raw = unescape(local)?;
+    let raw = unescape(local, marker)?;
     let user_id = format!("@{raw}");
     // Only the canonical spelling maps back, so each Matrix user has one handle.
     (split_user_id(&user_id).is_some()
-        && contact_handle(&user_id).as_deref() == Some(lower.as_str()))
+        && contact_handle_with(&user_id, marker).as_deref() == Some(lower.as_str()))
     .then_some(user_id)
 }
 
@@ -165,10 +194,9 @@ impl Ghosts {
     /// with every byte a Matrix localpart cannot hold (`@` first of all)
     /// written `=xx`: `alice@example.com` → `_msn_alice=40example.com`.
     pub fn localpart(&self, handle: &str) -> String {
-        let escaped = escape(
-            &handle.to_ascii_lowercase(),
-            |b, _, _| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'),
-        );
+        let escaped = escape(&handle.to_ascii_lowercase(), GHOST_ESCAPE, |b, _, _| {
+            matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-')
+        });
         format!("{}{escaped}{}", self.prefix, self.suffix)
     }
 
@@ -189,7 +217,7 @@ impl Ghosts {
         let escaped = local
             .strip_prefix(&self.prefix)?
             .strip_suffix(&self.suffix)?;
-        let handle = crate::core::handle::normalize(&unescape(escaped)?)?;
+        let handle = crate::core::handle::normalize(&unescape(escaped, GHOST_ESCAPE)?)?;
         (self.localpart(&handle) == local).then_some(handle)
     }
 
@@ -218,20 +246,35 @@ mod tests {
 
     #[test]
     fn contact_handles_are_mail_shaped_and_reversible() {
-        for (id, handle) in [
-            ("@bob:example.org", "bob=3aexample.org@matrix.msngate"),
-            ("@a.b_c-d:matrix.org", "a.b_c-d=3amatrix.org@matrix.msngate"),
+        for (id, handle, old) in [
+            (
+                "@bob:example.org",
+                "bob_3aexample.org@matrix.msngate",
+                "bob=3aexample.org@matrix.msngate",
+            ),
+            (
+                "@a.b_c-d:matrix.org",
+                "a.b_5fc-d_3amatrix.org@matrix.msngate",
+                "a.b_c-d=3amatrix.org@matrix.msngate",
+            ),
             (
                 "@x=y/z+w:hs.test:8448",
+                "x_3dy_2fz_2bw_3ahs.test_3a8448@matrix.msngate",
                 "x=3dy=2fz=2bw=3ahs.test=3a8448@matrix.msngate",
             ),
-            ("@.dot..:s.org", "=2edot.=2e=3as.org@matrix.msngate"),
+            (
+                "@.dot..:s.org",
+                "_2edot._2e_3as.org@matrix.msngate",
+                "=2edot.=2e=3as.org@matrix.msngate",
+            ),
             (
                 "@bob:[::1]:8008",
+                "bob_3a_5b_3a_3a1_5d_3a8008@matrix.msngate",
                 "bob=3a=5b=3a=3a1=5d=3a8008@matrix.msngate",
             ),
             (
                 "@bob:Example.ORG",
+                "bob_3a_45xample._4f_52_47@matrix.msngate",
                 "bob=3a=45xample.=4f=52=47@matrix.msngate",
             ),
         ] {
@@ -244,7 +287,8 @@ mod tests {
             );
             assert!(
                 got.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"=.-_@".contains(&b))
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b)),
+                "no byte an MSN client treats as a separator"
             );
             assert_eq!(user_id_of_contact(&got).as_deref(), Some(id));
             assert_eq!(
@@ -252,6 +296,10 @@ mod tests {
                 Some(id),
                 "case-insensitive like MSN handles"
             );
+            assert_eq!(current_contact_handle(&got), None, "already current");
+            // The old form is an alias of the same user.
+            assert_eq!(user_id_of_contact(old).as_deref(), Some(id), "{old}");
+            assert_eq!(current_contact_handle(old).as_deref(), Some(handle));
         }
         for bad in [
             "bob",
@@ -271,6 +319,9 @@ mod tests {
             "bob=zz@matrix.msngate",
             "bob@matrix.msngate",
             "=62ob=3aexample.org@matrix.msngate",
+            "_62ob_3aexample.org@matrix.msngate",
+            "a.b_c-d_3amatrix.org@matrix.msngate",
+            "bob_3aexample.org=3a@matrix.msngate",
         ] {
             assert_eq!(user_id_of_contact(bad), None, "{bad}");
         }

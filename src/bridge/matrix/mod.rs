@@ -3,7 +3,7 @@
 //! * Every MSN account has a ghost on the homeserver (`@_msn_alice=40example.com:server`)
 //!   whose display name and presence follow the MSN user.
 //! * Matrix users are MSN contacts under handles such as
-//!   `bob=3aexample.org@matrix.msngate` ([`ids`]), with their display name and presence.
+//!   `bob_3aexample.org@matrix.msngate` ([`ids`]), with their display name and presence.
 //! * A switchboard chat with a Matrix contact is their direct chat room; a
 //!   multi-party chat is a room of its own; a Matrix user who invites a ghost
 //!   to a room rings the MSN user ([`chats`]).
@@ -284,6 +284,15 @@ pub async fn start(
     let db = db::Db::open(hub.store().pool().clone())
         .await
         .context("cannot read the Matrix bridge tables")?;
+    // Before the bridge takes part: contacts stored under the old `=xx`
+    // handle form get the current one (`ids.rs`).
+    let renamed = db
+        .migrate_contact_handles(ids::CONTACT_DOMAIN, ids::current_contact_handle)
+        .await
+        .context("cannot rename stored Matrix contacts to the current handle form")?;
+    if renamed > 0 {
+        tracing::info!(renamed, "Matrix contacts renamed to the current handle form");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {
@@ -871,6 +880,10 @@ impl Network for MatrixNetwork {
         handle
             .to_ascii_lowercase()
             .ends_with(&format!("@{}", ids::CONTACT_DOMAIN))
+    }
+
+    fn current_handle(&self, handle: &str) -> Option<String> {
+        ids::current_contact_handle(handle)
     }
 
     fn resolve<'a>(&'a self, handle: &'a str) -> BoxFuture<'a, Option<Arc<Presence>>> {

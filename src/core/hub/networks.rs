@@ -49,6 +49,24 @@ impl Hub {
             .cloned()
     }
 
+    /// `handle` as its network spells it now, if `handle` is an old spelling.
+    pub fn current_handle(&self, handle: &str) -> Option<String> {
+        self.network_for(handle)?.current_handle(handle)
+    }
+
+    /// `edit` about the contact's current handle: clients that stored an old
+    /// spelling keep editing the same contact.
+    pub(super) fn with_current_handle(&self, mut edit: RosterEdit) -> RosterEdit {
+        if let RosterEdit::Add { handle, .. }
+        | RosterEdit::Remove { handle, .. }
+        | RosterEdit::SetStoredName { handle, .. } = &mut edit
+            && let Some(current) = self.current_handle(handle)
+        {
+            *handle = current;
+        }
+        edit
+    }
+
     pub(super) fn tell_networks(&self, presence: &Arc<Presence>) {
         let networks = self.remote.networks.read().clone();
         for n in networks {
@@ -289,6 +307,8 @@ impl Hub {
         inviter: Arc<ParticipantInfo>,
         target: &str,
     ) -> Result<(), CallError> {
+        let current = self.current_handle(target);
+        let target = current.as_deref().unwrap_or(target);
         if let Some(network) = self.network_for(target) {
             if conversation
                 .participants()

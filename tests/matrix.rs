@@ -312,6 +312,15 @@ impl MxUser {
         .await;
     }
 
+    async fn invite(&self, room: &str, user: &str) {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(room)),
+            Some(json!({"user_id": user})),
+        )
+        .await;
+    }
+
     async fn create_room(&self, invite: &str, direct: bool) -> String {
         let body = if direct {
             json!({"invite": [invite], "is_direct": true, "preset": "trusted_private_chat"})
@@ -1583,5 +1592,49 @@ async fn matrix_handles_have_no_equals_sign_and_old_ones_still_work() {
     let rows = store.load_roster(again.id).await.unwrap();
     let handles: Vec<&str> = rows.contacts.iter().map(|c| c.handle.as_str()).collect();
     assert_eq!(handles, [handle.as_str()]);
+    world.stop().await;
+}
+
+/// A room with several Matrix members rings an MSN user: `IRO` lists every
+/// member already joined, not only the inviter, and a member who joins
+/// later arrives as `JOI` at once, before saying anything.
+#[tokio::test]
+async fn room_ring_lists_every_member_and_later_joins_arrive_as_joi() {
+    let Some(env) = synapse_env() else { return };
+    let _turn = TURN.lock().await;
+    let dave = format!("dave{}@example.com", suffix());
+    let world = World::start(&env, &[(&dave, "Dave")]).await;
+    let ghost = world.ghost(&dave);
+    let bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
+    let erin = MxUser::register(&env, &format!("erin{}", suffix())).await;
+    let frank = MxUser::register(&env, &format!("frank{}", suffix())).await;
+    let mut d = msn_online(&world, &dave, 9).await;
+
+    // bob and erin are in the room before dave's ghost is invited.
+    let room = bob.create_room(&erin.id, false).await;
+    erin.join(&room).await;
+    bob.invite(&room, &ghost).await;
+    let (mut sb, mut iro) = answer(&mut d, &dave).await;
+    iro.sort();
+    let mut expected = [bob.handle(), erin.handle()];
+    expected.sort();
+    assert_eq!(iro, expected);
+
+    // frank joins later: JOI as soon as he joins.
+    bob.invite(&room, &frank.id).await;
+    frank.join(&room).await;
+    let joi = sb.recv_named("JOI").await;
+    assert_eq!(joi.args[0], frank.handle());
+    frank
+        .send(&room, json!({"msgtype": "m.text", "body": "frank here"}))
+        .await;
+    let (from, text, _) = next_text(&mut sb).await;
+    assert_eq!((from, text.as_str()), (frank.handle(), "frank here"));
+    // erin, in the chat from the start, speaks without a JOI first.
+    erin.send(&room, json!({"msgtype": "m.text", "body": "erin too"}))
+        .await;
+    let msg = sb.recv().await;
+    assert_eq!(msg.name, "MSG", "{}", render(&msg));
+    assert_eq!(msg.args[0], erin.handle());
     world.stop().await;
 }

@@ -786,9 +786,22 @@ impl Inner {
             if waiting.contains(&chat) {
                 continue;
             }
+            // A room's other Matrix members are in the chat from the start
+            // (the MSN client's IRO), not only the one who spoke.
+            let mut members = Vec::new();
             let link = match self.chats.find(&row.room_id, dm.as_ref()) {
                 Some(link) => link,
                 None => {
+                    if dm.is_none() && !row.room_id.is_empty() {
+                        let Some(joined) = self.joined_matrix_users(&row.room_id, local).await
+                        else {
+                            // The ghost has not joined yet: its Join job
+                            // asks for delivery again once it has.
+                            waiting.insert(chat);
+                            continue;
+                        };
+                        members = joined;
+                    }
                     let target = match &dm {
                         Some((l, r)) => Target::Dm {
                             local: l.clone(),
@@ -810,6 +823,11 @@ impl Inner {
                 waiting.insert(chat);
                 continue;
             };
+            for member in members.iter().filter(|m| **m != row.sender) {
+                if let Err(e) = self.add_endpoint(&link, member, false) {
+                    tracing::debug!(room = %row.room_id, %member, error = ?e, "room member not put into the chat");
+                }
+            }
             if link.has_participant(local) {
                 if row.kind == "invite" {
                     self.db.inbox_delete(row.id).await?;
@@ -858,6 +876,31 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// The Matrix users joined to `room` (not the bridge's own users, not
+    /// MSN users' double puppets), as `local`'s ghost sees them; `None` when
+    /// the homeserver does not tell (the ghost is not in the room yet).
+    async fn joined_matrix_users(self: &Arc<Self>, room: &str, local: &str) -> Option<Vec<String>> {
+        use ruma::api::client::membership::joined_members;
+        let ghost = self.ensure_ghost(local).await.ok()?;
+        let room_id = ruma::OwnedRoomId::try_from(room).ok()?;
+        let request = joined_members::v3::Request::new(room_id);
+        let response = match self.hs.send(request, Actor::Ghost(&ghost)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(%room, %local, error = %e, "cannot read the room's members yet");
+                return None;
+            }
+        };
+        let mut users = Vec::new();
+        for user in response.joined.keys().map(|u| u.to_string()) {
+            if self.ids.is_ours(&user) || self.db.puppet_owner(&user).await.ok()?.is_some() {
+                continue;
+            }
+            users.push(user);
+        }
+        Some(users)
     }
 
     /// A message could not reach Matrix: its MSN sender reads why, in the
@@ -1130,6 +1173,15 @@ impl Inner {
                     self.publish_contact(state_key);
                 } else if renamed {
                     self.publish_contact(state_key);
+                }
+                if self.db.dm_of_room(room).await?.is_none()
+                    && self.db.puppet_owner(state_key).await?.is_none()
+                {
+                    // Joining a room with a live chat joins the chat (JOI now,
+                    // not at their first message).
+                    for link in self.chats.links_for_room(room) {
+                        let _ = self.add_endpoint(&link, state_key, true);
+                    }
                 }
             }
             "leave" | "ban" => {

@@ -504,6 +504,10 @@ impl Inner {
                 drop(turn);
                 if let Some(remote) = direct_with {
                     self.add_direct(local, remote, room).await;
+                } else {
+                    // A ring into this room waited for the ghost to be in it
+                    // (to list the room's members).
+                    self.request_delivery(local);
                 }
                 self.after_ghost_action(local);
                 Ok(())

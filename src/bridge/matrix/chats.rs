@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::api::Actor;
+use super::api::{Actor, ApiError};
 use super::db::InboxRow;
 
 /// How long a rung MSN client has to join before the ring counts as unanswered.
@@ -793,14 +793,20 @@ impl Inner {
                 Some(link) => link,
                 None => {
                     if dm.is_none() && !row.room_id.is_empty() {
-                        let Some(joined) = self.joined_matrix_users(&row.room_id, local).await
-                        else {
+                        match self.joined_matrix_users(&row.room_id, local).await {
+                            Ok(joined) => members = joined,
                             // The ghost has not joined yet: its Join job
                             // asks for delivery again once it has.
-                            waiting.insert(chat);
-                            continue;
-                        };
-                        members = joined;
+                            Err(e) if e.status() == Some(403) => {
+                                waiting.insert(chat);
+                                continue;
+                            }
+                            // Anything else must not hold the message up:
+                            // the chat starts with the one who spoke.
+                            Err(e) => {
+                                tracing::warn!(room = %row.room_id, %local, error = %e, "cannot read the room's members; the chat starts with the sender only");
+                            }
+                        }
                     }
                     let target = match &dm {
                         Some((l, r)) => Target::Dm {
@@ -879,28 +885,31 @@ impl Inner {
     }
 
     /// The Matrix users joined to `room` (not the bridge's own users, not
-    /// MSN users' double puppets), as `local`'s ghost sees them; `None` when
-    /// the homeserver does not tell (the ghost is not in the room yet).
-    async fn joined_matrix_users(self: &Arc<Self>, room: &str, local: &str) -> Option<Vec<String>> {
+    /// MSN users' double puppets), as `local`'s ghost sees them. A 403 means
+    /// the ghost is not in the room yet.
+    async fn joined_matrix_users(
+        self: &Arc<Self>,
+        room: &str,
+        local: &str,
+    ) -> Result<Vec<String>, ApiError> {
         use ruma::api::client::membership::joined_members;
-        let ghost = self.ensure_ghost(local).await.ok()?;
-        let room_id = ruma::OwnedRoomId::try_from(room).ok()?;
+        let ghost = self.ensure_ghost(local).await?;
+        let room_id = ruma::OwnedRoomId::try_from(room)
+            .map_err(|e| ApiError::Invalid(format!("{room}: {e}")))?;
         let request = joined_members::v3::Request::new(room_id);
-        let response = match self.hs.send(request, Actor::Ghost(&ghost)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(%room, %local, error = %e, "cannot read the room's members yet");
-                return None;
-            }
-        };
+        let response = self.hs.send(request, Actor::Ghost(&ghost)).await?;
         let mut users = Vec::new();
         for user in response.joined.keys().map(|u| u.to_string()) {
-            if self.ids.is_ours(&user) || self.db.puppet_owner(&user).await.ok()?.is_some() {
-                continue;
+            let puppet = self
+                .db
+                .puppet_owner(&user)
+                .await
+                .map_err(|e| ApiError::Transport(format!("database: {e}")))?;
+            if !self.ids.is_ours(&user) && puppet.is_none() {
+                users.push(user);
             }
-            users.push(user);
         }
-        Some(users)
+        Ok(users)
     }
 
     /// A message could not reach Matrix: its MSN sender reads why, in the

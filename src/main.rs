@@ -1,7 +1,10 @@
 //! `msngate`: the server and its administration commands.
 
+mod password_input;
+
 use clap::{Parser, Subcommand};
 use msngate::config::Config;
+use password_input::PasswordArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,8 +56,8 @@ enum IrcCredentialsCommand {
         network: String,
         #[arg(long)]
         account: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Identify with NickServ after connecting instead of SASL PLAIN.
         #[arg(long)]
         nickserv: bool,
@@ -92,16 +95,16 @@ enum UserCommand {
     /// Create an account.
     Add {
         email: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long)]
         nickname: Option<String>,
     },
     /// Change an account's password.
     Passwd {
         email: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Delete an account.
     Del { email: String },
@@ -158,6 +161,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     password,
                     nickname,
                 } => {
+                    let password = password.read()?;
                     let account = hub
                         .accounts
                         .create(&email, &password, nickname.as_deref())
@@ -165,6 +169,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     println!("created {} ({})", account.handle, account.friendly_name);
                 }
                 UserCommand::Passwd { email, password } => {
+                    let password = password.read()?;
                     hub.accounts.set_password(&email, &password).await?;
                     println!("password changed for {email}");
                 }
@@ -260,6 +265,7 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
             nickserv,
         } => {
             known_network(&network)?;
+            let password = password.read()?;
             let handle = account(&email)?;
             if hub.accounts.find(&handle).await?.is_none() {
                 anyhow::bail!("no account {handle}");

@@ -182,3 +182,175 @@ async fn sigterm_tells_clients_and_keeps_every_acknowledged_change() {
         "{text}"
     );
 }
+
+/// Runs `msngate --config <path> <args…>` with `stdin` piped in; returns
+/// (success, stdout, stderr).
+fn run_cli_with_stdin(
+    config_path: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
+        .arg("--config")
+        .arg(config_path)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn msngate");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("wait msngate");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Signs in with MSNP7 (MD5) and returns the server's answer to the final USR.
+async fn md5_answer(ns: std::net::SocketAddr, handle: &str, password: &str) -> String {
+    let mut c = Client::connect(ns).await;
+    c.send("VER 1 MSNP7").await;
+    c.recv().await;
+    c.send(&format!("USR 2 MD5 I {handle}")).await;
+    let salt = c.recv().await.args[3].clone();
+    c.send(&format!(
+        "USR 3 MD5 S {}",
+        msnp::auth::md5_login_hash(&salt, password)
+    ))
+    .await;
+    render(&c.recv().await)
+}
+
+#[tokio::test]
+async fn passwords_come_from_standard_input_and_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ns, http) = binary_config(dir.path());
+    // Spaces inside are kept; only the line ending goes.
+    let first = " first pass";
+    let (ok, out, err) = run_cli_with_stdin(
+        &config,
+        &["user", "add", "stdin-alice@example.com", "--password-stdin"],
+        &format!("{first}\n"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "created stdin-alice@example.com (stdin-alice@example.com)\n"
+    );
+    // Neither flag and standard input not a terminal: a plain refusal.
+    let (ok, out, err) = run_cli_with_stdin(
+        &config,
+        &["user", "passwd", "stdin-alice@example.com"],
+        "ignored\n",
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        err.starts_with("msngate: no password given: use --password-stdin"),
+        "{err}"
+    );
+    let (ok, _, err) = run_cli_with_stdin(
+        &config,
+        &["user", "add", "stdin-empty@example.com", "--password-stdin"],
+        "\n",
+    );
+    assert!(!ok);
+    assert_eq!(err, "msngate: the password must not be empty\n");
+
+    let server = BinaryServer::spawn(&config, ns, http).await;
+    assert_eq!(
+        md5_answer(ns, "stdin-alice@example.com", first).await,
+        "USR 3 OK stdin-alice@example.com stdin-alice@example.com 1"
+    );
+    assert_eq!(
+        passport_login(http, "stdin-alice@example.com", first)
+            .await
+            .map(|t| t.starts_with("t=")),
+        Ok(true)
+    );
+
+    let second = "second-pass";
+    let (ok, out, err) = run_cli_with_stdin(
+        &config,
+        &[
+            "user",
+            "passwd",
+            "stdin-alice@example.com",
+            "--password-stdin",
+        ],
+        &format!("{second}\r\n"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "password changed for stdin-alice@example.com\n");
+    assert_eq!(
+        md5_answer(ns, "stdin-alice@example.com", first).await,
+        "911 3"
+    );
+    assert_eq!(
+        md5_answer(ns, "stdin-alice@example.com", second).await,
+        "USR 3 OK stdin-alice@example.com stdin-alice@example.com 1"
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn irc_credentials_take_the_password_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = binary_config(dir.path());
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("irc:\n  networks:\n    - name: testnet\n      server: 127.0.0.1\n");
+    std::fs::write(&config, yaml).unwrap();
+    run_cli(
+        &config,
+        &["user", "add", "irc-alice@example.com", "--password", PW],
+    );
+    let (ok, out, err) = run_cli_with_stdin(
+        &config,
+        &[
+            "irc",
+            "credentials",
+            "set",
+            "irc-alice@example.com",
+            "--network",
+            "testnet",
+            "--account",
+            "alice",
+            "--password-stdin",
+        ],
+        "nick serv pw\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "stored SASL credentials for irc-alice@example.com on testnet\n"
+    );
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let url = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url: "))
+        .expect("database url")
+        .to_string();
+    let store = msngate::store::Store::connect(&url, 1).await.unwrap();
+    let db = msngate::bridge::irc::db::Db::open(store.pool().clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        format!(
+            "{:?}",
+            db.credentials("irc-alice@example.com", "testnet")
+                .await
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            Some(msngate::bridge::irc::db::Credentials::Sasl {
+                account: "alice".into(),
+                password: "nick serv pw".into(),
+            })
+        )
+    );
+}

@@ -305,6 +305,9 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(warning) = config.public_host_warning() {
+        tracing::warn!("{warning}");
+    }
     let running = msngate::app::start(config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

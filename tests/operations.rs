@@ -354,3 +354,114 @@ async fn irc_credentials_take_the_password_from_standard_input() {
         )
     );
 }
+
+/// Runs `msngate <args…>` with extra environment; returns (exit code, stderr).
+fn run_cli_env(
+    config_path: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
+        .arg("--config")
+        .arg(config_path)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run msngate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn refused_configuration_names_the_key_or_variable_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = binary_config(dir.path());
+    let (code, err) = run_cli_env(&config, &["serve"], &[("MSNGATE__MSN__LISTEN", "0.0.0.0")]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err,
+        "msngate: configuration refused: MSNGATE__MSN__LISTEN (msn.listen): invalid socket address syntax\n"
+    );
+    let yaml = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("public_host: 127.0.0.1", "public_host: 0.0.0.0");
+    std::fs::write(&config, yaml).unwrap();
+    let (code, err) = run_cli_env(&config, &["check-config"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("msngate: configuration refused: msn.public_host: is the any-address"),
+        "{err}"
+    );
+}
+
+/// Starts `msngate serve` with standard error written to `log` and waits
+/// until the notification port at `ns` accepts.
+async fn serve_logging_to(
+    config_path: &std::path::Path,
+    ns: std::net::SocketAddr,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_msngate"))
+        .arg("--config")
+        .arg(config_path)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn msngate");
+    let mut child = KillOnDrop(Some(child));
+    eventually_async("msngate to listen", async || {
+        tokio::net::TcpStream::connect(ns).await.is_ok()
+    })
+    .await;
+    child.0.take().expect("child")
+}
+
+/// Kills the server if the test fails before it stops it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Listeners on the any-address with `public_host` loopback: exactly one
+/// warning line naming the key.
+#[tokio::test]
+async fn serve_warns_once_when_remote_clients_could_not_open_chats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ns, _) = binary_config(dir.path());
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let sb_port = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("switchboard_listen: 127.0.0.1:"))
+        .expect("switchboard_listen")
+        .to_string();
+    let yaml = yaml.replace(
+        "switchboard_listen: 127.0.0.1:",
+        "switchboard_listen: 0.0.0.0:",
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let log = dir.path().join("stderr.log");
+    let server = KillOnDrop(Some(serve_logging_to(&config, ns, &log).await));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains(&format!(
+            "msn.public_host is 127.0.0.1 while the MSN listeners accept other machines (0.0.0.0:{sb_port}): remote clients will sign in but fail to open chats"
+        )),
+        "{text}"
+    );
+    assert!(
+        warnings[0].contains("Set msn.public_host (MSNGATE__MSN__PUBLIC_HOST)"),
+        "{text}"
+    );
+    drop(server);
+}

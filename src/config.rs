@@ -222,6 +222,17 @@ pub struct AuthConfig {
 pub struct LogConfig {
     /// tracing filter, e.g. `info` or `msngate=debug`.
     pub level: String,
+    /// `text` (colour only when standard error is a terminal) or `json`
+    /// (one object a line, for log shippers).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for MsnConfig {
@@ -289,6 +300,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

@@ -3,7 +3,7 @@
 mod password_input;
 
 use clap::{Parser, Subcommand};
-use msngate::config::Config;
+use msngate::config::{Config, LogFormat};
 use password_input::PasswordArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -127,10 +127,17 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        // Escape codes belong on a terminal, not in a file or a journal.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // `message` at the top level, next to `level`, as shippers expect.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

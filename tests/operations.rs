@@ -465,3 +465,50 @@ async fn serve_warns_once_when_remote_clients_could_not_open_chats() {
     );
     drop(server);
 }
+
+/// Starts `serve` with the given `log.format`, signs a user in (so there are
+/// log lines about real traffic), stops it and returns its standard error.
+async fn serve_log(format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ns, _) = binary_config(dir.path());
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{yaml}  format: {format}\n")).unwrap();
+    run_cli(
+        &config,
+        &["user", "add", "log-alice@example.com", "--password", PW],
+    );
+    let log = dir.path().join("stderr.log");
+    let mut server = KillOnDrop(Some(serve_logging_to(&config, ns, &log).await));
+    let mut alice = sign_in_md5(ns, 7, "log-alice@example.com", PW).await;
+    alice.send("OUT").await;
+    alice.expect_closed().await;
+    let child = server.0.as_mut().expect("child");
+    // SAFETY: kill with the pid of our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[tokio::test]
+async fn logs_to_a_file_carry_no_escape_codes() {
+    let text = serve_log("text").await;
+    assert!(text.lines().count() >= 2, "{text}");
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(!text.contains('\u{1b}'), "ESC in a log file:\n{text}");
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_level_and_message() {
+    let text = serve_log("json").await;
+    assert!(text.lines().count() >= 2, "{text}");
+    for line in text.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["level"].is_string(), "{line}");
+        assert!(event["message"].is_string(), "{line}");
+    }
+    assert!(text.contains(r#""message":"stopped""#), "{text}");
+}

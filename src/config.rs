@@ -222,6 +222,17 @@ pub struct AuthConfig {
 pub struct LogConfig {
     /// tracing filter, e.g. `info` or `msngate=debug`.
     pub level: String,
+    /// `text` (colour only when standard error is a terminal) or `json`
+    /// (one object a line, for log shippers).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for MsnConfig {
@@ -289,6 +300,7 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -335,6 +347,7 @@ impl Config {
             }
             None => yaml_serde::Value::Mapping(Default::default()),
         };
+        let mut overrides = EnvOverrides::default();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -344,6 +357,7 @@ impl Config {
                 key: name.clone(),
                 reason,
             })?;
+            overrides.0.push((path.join("."), name));
         }
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
@@ -353,12 +367,42 @@ impl Config {
                 key
             };
             ConfigError::Invalid {
-                key,
+                key: overrides.name(key),
                 reason: e.into_inner().to_string(),
             }
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, reason } => ConfigError::Invalid {
+                key: overrides.name(key),
+                reason,
+            },
+            other => other,
+        })?;
         Ok(config)
+    }
+
+    /// A warning for `serve` when clients on other machines can sign in but
+    /// not chat: the listeners accept them, yet XFR SB and RNG send them to a
+    /// loopback switchboard address, which on their side is themselves.
+    pub fn public_host_warning(&self) -> Option<String> {
+        let switchboard = self.switchboard_address();
+        let host = switchboard.rsplit_once(':').map_or("", |(host, _)| host);
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let reachable = [self.msn.listen, self.msn.switchboard_listen]
+            .into_iter()
+            .find(|a| !a.ip().is_loopback())?;
+        loopback.then(|| {
+            format!(
+                "msn.public_host is {} while the MSN listeners accept other machines ({reachable}): \
+                 remote clients will sign in but fail to open chats, because the switchboard \
+                 address they are sent is {switchboard}. Set msn.public_host \
+                 (MSNGATE__MSN__PUBLIC_HOST) to a name or address those clients can reach.",
+                self.msn.public_host
+            )
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -368,6 +412,13 @@ impl Config {
                 reason: reason.into(),
             })
         };
+        if is_unspecified_address(&self.msn.public_host) {
+            return invalid(
+                "msn.public_host",
+                "is the any-address, which clients cannot dial: give this server's name or \
+                 an address clients reach it at",
+            );
+        }
         if self.msn.public_host.is_empty() || self.msn.public_host.contains([' ', ':', '/']) {
             return invalid(
                 "msn.public_host",
@@ -378,10 +429,15 @@ impl Config {
             ("msn.switchboard_public", &self.msn.switchboard_public),
             ("msn.notification_public", &self.msn.notification_public),
         ] {
-            if let Some(v) = value
-                && !is_host_port(v)
-            {
-                return invalid(key, "must be host:port");
+            if let Some(v) = value {
+                if !is_host_port(v) {
+                    return invalid(key, "must be host:port");
+                }
+                if v.rsplit_once(':')
+                    .is_some_and(|(host, _)| is_unspecified_address(host))
+                {
+                    return invalid(key, "names the any-address, which clients cannot dial");
+                }
             }
         }
         if self.msn.dispatch_redirect && self.msn.notification_listen.is_none() {
@@ -521,6 +577,35 @@ impl Config {
     }
 }
 
+/// The environment variable behind each overridden key (`msn.listen` →
+/// `MSNGATE__MSN__LISTEN`), so a refusal names what the operator wrote.
+#[derive(Default)]
+struct EnvOverrides(Vec<(String, String)>);
+
+impl EnvOverrides {
+    /// `key`, or `VARIABLE (key)` when the value came from the environment.
+    fn name(&self, key: String) -> String {
+        let from_env = self.0.iter().rev().find(|(path, _)| {
+            key == *path
+                || key
+                    .strip_prefix(path.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        });
+        match from_env {
+            Some((_, variable)) => format!("{variable} ({key})"),
+            None => key,
+        }
+    }
+}
+
+/// `0.0.0.0`, `::` and the like (brackets allowed): fine to listen on,
+/// meaningless as an address handed to clients.
+fn is_unspecified_address(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+}
+
 fn is_host_port(v: &str) -> bool {
     match v.rsplit_once(':') {
         Some((host, port)) => {
@@ -635,6 +720,105 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod operator_checks {
+    use super::*;
+
+    fn load_env(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load(
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    fn with_msn(edit: impl FnOnce(&mut MsnConfig)) -> Config {
+        let mut c = Config::default();
+        edit(&mut c.msn);
+        c
+    }
+
+    #[test]
+    fn unspecified_public_addresses_are_refused_with_the_key() {
+        for host in ["0.0.0.0", "::", "[::]", "0:0::0"] {
+            let err = with_msn(|m| m.public_host = host.into())
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("msn.public_host: is the any-address"),
+                "{host}: {err}"
+            );
+        }
+        let err = with_msn(|m| m.switchboard_public = Some("0.0.0.0:1864".into()))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("msn.switchboard_public: names the any-address"),
+            "{err}"
+        );
+        // A real address and a name still pass.
+        with_msn(|m| m.public_host = "192.0.2.7".into())
+            .validate()
+            .unwrap();
+        with_msn(|m| m.public_host = "msn.example.org".into())
+            .validate()
+            .unwrap();
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        let err = load_env(&[("MSNGATE__MSN__LISTEN", "not-an-address")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MSNGATE__MSN__LISTEN (msn.listen): "),
+            "{err}"
+        );
+        let err = load_env(&[("MSNGATE__MSN__PUBLIC_HOST", "0.0.0.0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MSNGATE__MSN__PUBLIC_HOST (msn.public_host): is the any-address"),
+            "{err}"
+        );
+        let err = load_env(&[("MSNGATE__AUTH__TICKET_LIFETIME_SECS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("MSNGATE__AUTH__TICKET_LIFETIME_SECS (auth.ticket_lifetime_secs): "),
+            "{err}"
+        );
+        // A bad value from the file keeps the plain key.
+        let names = EnvOverrides(vec![("msn.listen".into(), "MSNGATE__MSN__LISTEN".into())]);
+        assert_eq!(names.name("msn.listen_x".into()), "msn.listen_x");
+        assert_eq!(names.name("http.listen".into()), "http.listen");
+    }
+
+    #[test]
+    fn loopback_public_host_with_open_listeners_warns_once() {
+        let warning = Config::default().public_host_warning().expect("a warning");
+        assert!(
+            warning.starts_with("msn.public_host is 127.0.0.1 while the MSN listeners accept other machines (0.0.0.0:1863)"),
+            "{warning}"
+        );
+        assert!(warning.contains("Set msn.public_host"), "{warning}");
+        assert!(!warning.contains('\n'), "{warning}");
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 1863));
+        let quiet = [
+            with_msn(|m| m.public_host = "msn.example.org".into()),
+            with_msn(|m| m.switchboard_public = Some("192.0.2.7:1864".into())),
+            with_msn(|m| {
+                m.listen = loopback;
+                m.switchboard_listen = loopback;
+            }),
+        ];
+        for c in quiet {
+            assert_eq!(c.public_host_warning(), None, "{:?}", c.msn);
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 //! `msngate`: the server and its administration commands.
 
+mod password_input;
+
 use clap::{Parser, Subcommand};
-use msngate::config::Config;
+use msngate::config::{Config, LogFormat};
+use password_input::PasswordArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -53,8 +56,8 @@ enum IrcCredentialsCommand {
         network: String,
         #[arg(long)]
         account: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Identify with NickServ after connecting instead of SASL PLAIN.
         #[arg(long)]
         nickserv: bool,
@@ -92,16 +95,16 @@ enum UserCommand {
     /// Create an account.
     Add {
         email: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long)]
         nickname: Option<String>,
     },
     /// Change an account's password.
     Passwd {
         email: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Delete an account.
     Del { email: String },
@@ -124,10 +127,17 @@ fn main() -> ExitCode {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        // Escape codes belong on a terminal, not in a file or a journal.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // `message` at the top level, next to `level`, as shippers expect.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,6 +168,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     password,
                     nickname,
                 } => {
+                    let password = password.read()?;
                     let account = hub
                         .accounts
                         .create(&email, &password, nickname.as_deref())
@@ -165,6 +176,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     println!("created {} ({})", account.handle, account.friendly_name);
                 }
                 UserCommand::Passwd { email, password } => {
+                    let password = password.read()?;
                     hub.accounts.set_password(&email, &password).await?;
                     println!("password changed for {email}");
                 }
@@ -260,6 +272,7 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
             nickserv,
         } => {
             known_network(&network)?;
+            let password = password.read()?;
             let handle = account(&email)?;
             if hub.accounts.find(&handle).await?.is_none() {
                 anyhow::bail!("no account {handle}");
@@ -299,6 +312,9 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    if let Some(warning) = config.public_host_warning() {
+        tracing::warn!("{warning}");
+    }
     let running = msngate::app::start(config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

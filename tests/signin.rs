@@ -357,3 +357,45 @@ async fn usr_after_sign_in_is_answered_207() {
     c.send("USR 10 TWN I alice@example.com").await;
     c.expect("207 10").await;
 }
+
+/// Some client libraries take everything after `from-PP='` in the
+/// `Authentication-Info` header as the ticket.
+#[tokio::test]
+async fn a_ticket_followed_by_the_rest_of_the_header_is_accepted_once() {
+    let server = start().await;
+    server.add_user("alice@example.com", PW, "Alice").await;
+    for tail in ["',ru=http://messenger.msn.com", ",ru=http://messenger.msn.com"] {
+        let ticket = passport_login(server.http(), "alice@example.com", PW)
+            .await
+            .unwrap();
+        let mut c = twn_until_ticket(&server, "alice@example.com").await;
+        c.send(&format!("USR 3 TWN S {ticket}{tail}")).await;
+        c.expect("USR 3 OK alice@example.com 1 0").await;
+        c.expect("SBS 0 null").await;
+        assert_eq!(c.recv().await.name, "MSG");
+        // Still single-use, with or without the tail.
+        for reuse in [format!("{ticket}{tail}"), ticket.clone()] {
+            let mut again = twn_until_ticket(&server, "alice@example.com").await;
+            again.send(&format!("USR 3 TWN S {reuse}")).await;
+            again.expect("911 3").await;
+        }
+    }
+    // A forged ticket with a tail, and a real one's prefix with a tail.
+    let real = passport_login(server.http(), "alice@example.com", PW)
+        .await
+        .unwrap();
+    let forged = format!("t={}&p={}", "0".repeat(32), "0".repeat(32));
+    let prefix = &real[..real.len() - 1];
+    for bad in [forged.as_str(), prefix] {
+        let mut c = twn_until_ticket(&server, "alice@example.com").await;
+        c.send(&format!("USR 3 TWN S {bad}',ru=http://messenger.msn.com"))
+            .await;
+        c.expect("911 3").await;
+    }
+    // Bound to its account even with a tail.
+    server.add_user("eve@example.com", PW, "Eve").await;
+    let mut eve = twn_until_ticket(&server, "eve@example.com").await;
+    eve.send(&format!("USR 3 TWN S {real},ru=http://messenger.msn.com"))
+        .await;
+    eve.expect("911 3").await;
+}

@@ -151,6 +151,37 @@ async fn the_md5_salt_does_not_reveal_whether_an_account_exists() {
     );
 }
 
+async fn decoy_salt(ns: std::net::SocketAddr, handle: &str) -> String {
+    let mut c = Client::connect(ns).await;
+    c.send("VER 1 MSNP7").await;
+    c.expect("VER 1 MSNP7").await;
+    c.send(&format!("USR 2 MD5 I {handle}")).await;
+    let challenge = c.recv().await;
+    assert_eq!(&challenge.args[..3], ["2", "MD5", "S"]);
+    challenge.args[3].clone()
+}
+
+/// Real salts are stored, so a decoy that changed at restart would tell
+/// which handles exist: the decoys come from a secret kept in the database.
+#[tokio::test]
+async fn a_decoy_salt_survives_a_restart_on_the_same_database_only() {
+    let first = start().await;
+    let before = decoy_salt(first.ns(), "unknown@x.com").await;
+    let database = first.running.config.database.url.clone();
+    let TestServer { running, dir } = first;
+    running.shutdown(Duration::from_secs(1)).await;
+    let again = start_with(|c| c.database.url = database).await;
+    assert_eq!(decoy_salt(again.ns(), "unknown@x.com").await, before);
+    assert_ne!(
+        decoy_salt(again.ns(), "other@x.com").await,
+        before,
+        "one decoy per handle"
+    );
+    drop(dir);
+    let elsewhere = start().await;
+    assert_ne!(decoy_salt(elsewhere.ns(), "unknown@x.com").await, before);
+}
+
 async fn twn_until_ticket(server: &TestServer, handle: &str) -> Client {
     let mut c = Client::connect(server.ns()).await;
     c.send("VER 1 MSNP11").await;

@@ -43,19 +43,40 @@ pub struct Accounts {
     hasher: PasswordHasher,
     legacy_md5: bool,
     /// Salts handed to unknown handles are derived from this, so probing
-    /// `USR MD5 I` does not reveal which accounts exist.
-    decoy_secret: [u8; 16],
+    /// `USR MD5 I` does not reveal which accounts exist. Read from the
+    /// database on first use (created there once), so a restart does not
+    /// change the decoys while real salts stay.
+    decoy_secret: std::sync::Arc<tokio::sync::OnceCell<String>>,
+}
+
+const DECOY_SECRET_NAME: &str = "md5_decoy";
+
+/// The decoy key kept in `server_secrets`, created by whichever process
+/// first needs it; a concurrent creator's row wins and both read it back.
+async fn load_decoy_secret(store: &Store) -> Result<String, StoreError> {
+    let mut fresh = [0u8; 16];
+    rand::fill(&mut fresh);
+    sqlx::query(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(DECOY_SECRET_NAME)
+    .bind(hex::encode(fresh))
+    .execute(store.pool())
+    .await?;
+    let stored = sqlx::query_scalar::<_, String>("SELECT value FROM server_secrets WHERE name = $1")
+        .bind(DECOY_SECRET_NAME)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(stored)
 }
 
 impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher, legacy_md5: bool) -> Accounts {
-        let mut decoy_secret = [0u8; 16];
-        rand::fill(&mut decoy_secret);
         Accounts {
             store,
             hasher,
             legacy_md5,
-            decoy_secret,
+            decoy_secret: Default::default(),
         }
     }
 
@@ -180,18 +201,26 @@ impl Accounts {
         let account = self.find(raw_handle).await?;
         let salt = match account.as_ref().and_then(|a| a.legacy_salt.as_ref()) {
             Some(salt) if self.legacy_md5 => salt.clone(),
-            _ => self.decoy_salt(raw_handle),
+            _ => self.decoy_salt(raw_handle).await?,
         };
         Ok((salt, account))
     }
 
-    fn decoy_salt(&self, raw_handle: &str) -> String {
-        let mut input = self.decoy_secret.to_vec();
+    async fn decoy_salt(&self, raw_handle: &str) -> Result<String, StoreError> {
+        let secret = self
+            .decoy_secret
+            .get_or_try_init(|| load_decoy_secret(&self.store))
+            .await?;
+        let mut input = secret.as_bytes().to_vec();
         input.extend_from_slice(raw_handle.to_ascii_lowercase().as_bytes());
         let digest = msnp::auth::md5_hex(&input);
         let a = u64::from_str_radix(digest.get(..8).unwrap_or("0"), 16).unwrap_or(0);
         let b = u64::from_str_radix(digest.get(8..12).unwrap_or("0"), 16).unwrap_or(0);
-        format!("{}.{}", 1_000_000_000 + a % 1_000_000_000, b % 100_000)
+        Ok(format!(
+            "{}.{}",
+            1_000_000_000 + a % 1_000_000_000,
+            b % 100_000
+        ))
     }
 
     /// Checks an MSNP2-7 `USR MD5 S` response, hex MD5(salt || password),

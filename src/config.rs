@@ -42,6 +42,32 @@ pub struct MatrixConfig {
     /// Localpart of the bridge's own bot user.
     #[serde(default = "MatrixConfig::default_bot")]
     pub bot_localpart: String,
+    /// What the appservice listener accepts from a connection.
+    #[serde(default)]
+    pub appservice_limits: AppserviceLimitsConfig,
+}
+
+/// `matrix.appservice_limits`: bounds on what the homeserver (or anyone
+/// reaching the appservice port) may make the listener hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppserviceLimitsConfig {
+    /// Largest transaction body accepted (413 above). Synapse sends at most
+    /// 100 events and 100 ephemeral events per transaction, well under the
+    /// 8 MiB default even with large state events.
+    pub max_body_bytes: usize,
+    /// Seconds a connection may take to send a request's headers, and to
+    /// send its first request at all.
+    pub header_timeout_secs: u64,
+}
+
+impl Default for AppserviceLimitsConfig {
+    fn default() -> Self {
+        AppserviceLimitsConfig {
+            max_body_bytes: 8 * 1024 * 1024,
+            header_timeout_secs: 30,
+        }
+    }
 }
 
 impl MatrixConfig {

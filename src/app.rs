@@ -29,7 +29,8 @@ pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
         config.auth.argon2_memory_kib,
         config.auth.argon2_iterations,
     )?;
-    let accounts = Accounts::new(store.clone(), hasher, config.auth.legacy_md5_login);
+    let accounts = Accounts::new(store.clone(), hasher, config.auth.legacy_md5_login)
+        .with_limits(&config.signin_limits);
     let settings = HubSettings {
         max_queued_events: config.msn.max_queued_events,
         max_contacts: config.msn.max_contacts,

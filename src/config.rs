@@ -17,6 +17,44 @@ pub struct Config {
     /// The Matrix bridge; absent means off.
     pub matrix: Option<MatrixConfig>,
     pub irc: IrcConfig,
+    pub signin_limits: SigninLimitsConfig,
+}
+
+/// `signin_limits`: growing delays after wrong passwords (MD5 and
+/// Passport), per account and per source address. Only failures count; a
+/// correct password resets its account's count.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigninLimitsConfig {
+    /// Wrong passwords for one account before its attempts are delayed.
+    pub account_free_failures: u32,
+    /// Wrong passwords from one address before its attempts are delayed
+    /// (higher: many users may share an address behind NAT).
+    pub source_free_failures: u32,
+    /// The first delay; each further failure doubles it.
+    pub first_delay_ms: u64,
+    /// The longest delay.
+    pub max_delay_secs: u64,
+    /// A count is forgotten after this long without a failure.
+    pub forget_after_secs: u64,
+    /// Wrong passwords on one notification-server connection before it is closed.
+    pub failures_per_connection: u32,
+    /// Most accounts and addresses tracked at once (the oldest are dropped).
+    pub max_tracked: usize,
+}
+
+impl Default for SigninLimitsConfig {
+    fn default() -> Self {
+        SigninLimitsConfig {
+            account_free_failures: 5,
+            source_free_failures: 20,
+            first_delay_ms: 500,
+            max_delay_secs: 30,
+            forget_after_secs: 900,
+            failures_per_connection: 3,
+            max_tracked: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +80,32 @@ pub struct MatrixConfig {
     /// Localpart of the bridge's own bot user.
     #[serde(default = "MatrixConfig::default_bot")]
     pub bot_localpart: String,
+    /// What the appservice listener accepts from a connection.
+    #[serde(default)]
+    pub appservice_limits: AppserviceLimitsConfig,
+}
+
+/// `matrix.appservice_limits`: bounds on what the homeserver (or anyone
+/// reaching the appservice port) may make the listener hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppserviceLimitsConfig {
+    /// Largest transaction body accepted (413 above). Synapse sends at most
+    /// 100 events and 100 ephemeral events per transaction, well under the
+    /// 8 MiB default even with large state events.
+    pub max_body_bytes: usize,
+    /// Seconds a connection may take to send a request's headers, and to
+    /// send its first request at all.
+    pub header_timeout_secs: u64,
+}
+
+impl Default for AppserviceLimitsConfig {
+    fn default() -> Self {
+        AppserviceLimitsConfig {
+            max_body_bytes: 8 * 1024 * 1024,
+            header_timeout_secs: 30,
+        }
+    }
 }
 
 impl MatrixConfig {

@@ -193,3 +193,33 @@ impl Metrics {
         out
     }
 }
+
+// ---- sign-in limits (src/core/throttle.rs) ----
+
+/// Appends the sign-in limit counters to a `/metrics` text.
+pub fn render_signin_limits(out: &mut String, stats: &crate::core::throttle::ThrottleStats) {
+    let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP msngate_signin_failures_total Wrong passwords (MD5 and Passport).\n\
+         # TYPE msngate_signin_failures_total counter\n\
+         msngate_signin_failures_total {}",
+        c(&stats.failures)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP msngate_signin_delayed_total Sign-in attempts made to wait after earlier wrong passwords.\n\
+         # TYPE msngate_signin_delayed_total counter\n\
+         msngate_signin_delayed_total{{by=\"account\"}} {}\n\
+         msngate_signin_delayed_total{{by=\"source\"}} {}",
+        c(&stats.delayed_by_account),
+        c(&stats.delayed_by_source)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP msngate_signin_connections_closed_total Connections closed after repeated wrong passwords.\n\
+         # TYPE msngate_signin_connections_closed_total counter\n\
+         msngate_signin_connections_closed_total {}",
+        c(&stats.connections_closed)
+    );
+}

@@ -81,6 +81,7 @@ fn bridge_config(env: &SynapseEnv) -> MatrixConfig {
         appservice_url: None,
         ghost_localpart_template: "_msn_{handle}".into(),
         bot_localpart: "_msn_bot".into(),
+        appservice_limits: Default::default(),
     }
 }
 

@@ -151,6 +151,37 @@ async fn the_md5_salt_does_not_reveal_whether_an_account_exists() {
     );
 }
 
+async fn decoy_salt(ns: std::net::SocketAddr, handle: &str) -> String {
+    let mut c = Client::connect(ns).await;
+    c.send("VER 1 MSNP7").await;
+    c.expect("VER 1 MSNP7").await;
+    c.send(&format!("USR 2 MD5 I {handle}")).await;
+    let challenge = c.recv().await;
+    assert_eq!(&challenge.args[..3], ["2", "MD5", "S"]);
+    challenge.args[3].clone()
+}
+
+/// Real salts are stored, so a decoy that changed at restart would tell
+/// which handles exist: the decoys come from a secret kept in the database.
+#[tokio::test]
+async fn a_decoy_salt_survives_a_restart_on_the_same_database_only() {
+    let first = start().await;
+    let before = decoy_salt(first.ns(), "unknown@x.com").await;
+    let database = first.running.config.database.url.clone();
+    let TestServer { running, dir } = first;
+    running.shutdown(Duration::from_secs(1)).await;
+    let again = start_with(|c| c.database.url = database).await;
+    assert_eq!(decoy_salt(again.ns(), "unknown@x.com").await, before);
+    assert_ne!(
+        decoy_salt(again.ns(), "other@x.com").await,
+        before,
+        "one decoy per handle"
+    );
+    drop(dir);
+    let elsewhere = start().await;
+    assert_ne!(decoy_salt(elsewhere.ns(), "unknown@x.com").await, before);
+}
+
 async fn twn_until_ticket(server: &TestServer, handle: &str) -> Client {
     let mut c = Client::connect(server.ns()).await;
     c.send("VER 1 MSNP11").await;
@@ -356,4 +387,159 @@ async fn usr_after_sign_in_is_answered_207() {
     let mut c = sign_in(&server, 9, "alice@example.com", PW).await;
     c.send("USR 10 TWN I alice@example.com").await;
     c.expect("207 10").await;
+}
+
+/// Some client libraries take everything after `from-PP='` in the
+/// `Authentication-Info` header as the ticket.
+#[tokio::test]
+async fn a_ticket_followed_by_the_rest_of_the_header_is_accepted_once() {
+    let server = start().await;
+    server.add_user("alice@example.com", PW, "Alice").await;
+    for tail in ["',ru=http://messenger.msn.com", ",ru=http://messenger.msn.com"] {
+        let ticket = passport_login(server.http(), "alice@example.com", PW)
+            .await
+            .unwrap();
+        let mut c = twn_until_ticket(&server, "alice@example.com").await;
+        c.send(&format!("USR 3 TWN S {ticket}{tail}")).await;
+        c.expect("USR 3 OK alice@example.com 1 0").await;
+        c.expect("SBS 0 null").await;
+        assert_eq!(c.recv().await.name, "MSG");
+        // Still single-use, with or without the tail.
+        for reuse in [format!("{ticket}{tail}"), ticket.clone()] {
+            let mut again = twn_until_ticket(&server, "alice@example.com").await;
+            again.send(&format!("USR 3 TWN S {reuse}")).await;
+            again.expect("911 3").await;
+        }
+    }
+    // A forged ticket with a tail, and a real one's prefix with a tail.
+    let real = passport_login(server.http(), "alice@example.com", PW)
+        .await
+        .unwrap();
+    let forged = format!("t={}&p={}", "0".repeat(32), "0".repeat(32));
+    let prefix = &real[..real.len() - 1];
+    for bad in [forged.as_str(), prefix] {
+        let mut c = twn_until_ticket(&server, "alice@example.com").await;
+        c.send(&format!("USR 3 TWN S {bad}',ru=http://messenger.msn.com"))
+            .await;
+        c.expect("911 3").await;
+    }
+    // Bound to its account even with a tail.
+    server.add_user("eve@example.com", PW, "Eve").await;
+    let mut eve = twn_until_ticket(&server, "eve@example.com").await;
+    eve.send(&format!("USR 3 TWN S {real},ru=http://messenger.msn.com"))
+        .await;
+    eve.expect("911 3").await;
+}
+
+/// The value of one `/metrics` sample line, e.g. `msngate_signin_failures_total`.
+async fn metric(server: &TestServer, sample: &str) -> u64 {
+    let (_, body) = http_get(server.http(), "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {sample} in /metrics:\n{body}"))
+        .parse()
+        .expect("a number")
+}
+
+/// One MD5 attempt on an open MSNP7 connection: `USR I`, then `USR S`.
+async fn md5_attempt(c: &mut Client, handle: &str, password: &str) -> u32 {
+    let t = c.next();
+    c.send(&format!("USR {t} MD5 I {handle}")).await;
+    let salt = c.recv().await.args[3].clone();
+    let t = c.next();
+    c.send(&format!(
+        "USR {t} MD5 S {}",
+        msnp::auth::md5_login_hash(&salt, password)
+    ))
+    .await;
+    t
+}
+
+async fn md5_connection(server: &TestServer) -> Client {
+    let mut c = Client::connect(server.ns()).await;
+    c.send("VER 1 MSNP7").await;
+    c.expect("VER 1 MSNP7").await;
+    c
+}
+
+const DELAY_MS: u64 = 1500;
+const DELAYED_BY_ACCOUNT: &str = "msngate_signin_delayed_total{by=\"account\"}";
+const DELAYED_BY_SOURCE: &str = "msngate_signin_delayed_total{by=\"source\"}";
+
+#[tokio::test]
+async fn wrong_md5_passwords_meet_a_growing_delay_and_close_the_connection() {
+    let server = start_with(|c| {
+        c.signin_limits.account_free_failures = 2;
+        c.signin_limits.source_free_failures = 1000;
+        c.signin_limits.first_delay_ms = DELAY_MS;
+        c.signin_limits.failures_per_connection = 3;
+    })
+    .await;
+    server.add_user("alice@example.com", PW, "Alice").await;
+    let mut c = md5_connection(&server).await;
+    for _ in 0..2 {
+        let t = md5_attempt(&mut c, "alice@example.com", "wrong").await;
+        c.expect(&format!("911 {t}")).await;
+    }
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 0);
+    // The third wrong password waits its delay before the 911 ...
+    let t = md5_attempt(&mut c, "alice@example.com", "wrong").await;
+    c.expect_silence(Duration::from_millis(DELAY_MS / 3)).await;
+    c.expect(&format!("911 {t}")).await;
+    // ... and, the third on this connection, closes it.
+    c.expect_closed().await;
+    assert_eq!(metric(&server, "msngate_signin_failures_total").await, 3);
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 1);
+    assert_eq!(
+        metric(&server, "msngate_signin_connections_closed_total").await,
+        1
+    );
+    // Another account is not slowed by alice's failures.
+    server.add_user("bob@example.com", PW, "Bob").await;
+    let _bob = sign_in_md5(server.ns(), 7, "bob@example.com", PW).await;
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 1);
+    // The right password, delayed, is still accepted, and resets the count.
+    let mut c = md5_connection(&server).await;
+    let t = md5_attempt(&mut c, "alice@example.com", PW).await;
+    c.expect_silence(Duration::from_millis(DELAY_MS / 3)).await;
+    c.expect(&format!("USR {t} OK alice@example.com Alice 1"))
+        .await;
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 2);
+    let mut c = md5_connection(&server).await;
+    let t = md5_attempt(&mut c, "alice@example.com", "wrong").await;
+    c.expect(&format!("911 {t}")).await;
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 2);
+}
+
+#[tokio::test]
+async fn wrong_passport_passwords_are_delayed_per_account_and_per_source() {
+    let server = start_with(|c| {
+        c.signin_limits.account_free_failures = 2;
+        c.signin_limits.source_free_failures = 4;
+        c.signin_limits.first_delay_ms = 200;
+    })
+    .await;
+    server.add_user("alice@example.com", PW, "Alice").await;
+    for _ in 0..3 {
+        let refused = passport_login(server.http(), "alice@example.com", "wrong")
+            .await
+            .unwrap_err();
+        assert_eq!(refused, "HTTP/1.1 401 Unauthorized");
+    }
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 1);
+    assert_eq!(metric(&server, DELAYED_BY_SOURCE).await, 0);
+    // Guessing at other accounts (known or not) from the same address.
+    for handle in ["nobody@example.com", "ghost@example.com"] {
+        let refused = passport_login(server.http(), handle, "wrong")
+            .await
+            .unwrap_err();
+        assert_eq!(refused, "HTTP/1.1 401 Unauthorized");
+    }
+    assert_eq!(metric(&server, DELAYED_BY_SOURCE).await, 1);
+    assert_eq!(metric(&server, "msngate_signin_failures_total").await, 5);
+    // The right password still gets its ticket, which signs in.
+    let mut c = sign_in_twn(&server, 11, "alice@example.com", PW).await;
+    c.send("PNG").await;
+    assert_eq!(c.recv().await.name, "QNG");
+    assert_eq!(metric(&server, DELAYED_BY_ACCOUNT).await, 2);
 }

@@ -1,7 +1,10 @@
 //! Accounts: creation, passwords, and the checks behind every sign-in path.
 
 use crate::core::handle;
-use crate::core::hashing::{PasswordHasher, constant_time_eq};
+use crate::core::hashing::{HashTurn, PasswordHasher, constant_time_eq};
+use crate::core::throttle::SigninThrottle;
+use std::net::IpAddr;
+use std::sync::Arc;
 use crate::store::{AccountRow, Change, Store, StoreError, now_millis};
 
 pub const MAX_PASSWORD_LEN: usize = 128;
@@ -43,20 +46,54 @@ pub struct Accounts {
     hasher: PasswordHasher,
     legacy_md5: bool,
     /// Salts handed to unknown handles are derived from this, so probing
-    /// `USR MD5 I` does not reveal which accounts exist.
-    decoy_secret: [u8; 16],
+    /// `USR MD5 I` does not reveal which accounts exist. Read from the
+    /// database on first use (created there once), so a restart does not
+    /// change the decoys while real salts stay.
+    decoy_secret: Arc<tokio::sync::OnceCell<String>>,
+    /// Delays after wrong passwords, shared by the MD5 and Passport paths.
+    throttle: Arc<SigninThrottle>,
+}
+
+const DECOY_SECRET_NAME: &str = "md5_decoy";
+
+/// The decoy key kept in `server_secrets`, created by whichever process
+/// first needs it; a concurrent creator's row wins and both read it back.
+async fn load_decoy_secret(store: &Store) -> Result<String, StoreError> {
+    let mut fresh = [0u8; 16];
+    rand::fill(&mut fresh);
+    sqlx::query(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(DECOY_SECRET_NAME)
+    .bind(hex::encode(fresh))
+    .execute(store.pool())
+    .await?;
+    let stored = sqlx::query_scalar::<_, String>("SELECT value FROM server_secrets WHERE name = $1")
+        .bind(DECOY_SECRET_NAME)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(stored)
 }
 
 impl Accounts {
     pub fn new(store: Store, hasher: PasswordHasher, legacy_md5: bool) -> Accounts {
-        let mut decoy_secret = [0u8; 16];
-        rand::fill(&mut decoy_secret);
         Accounts {
             store,
             hasher,
             legacy_md5,
-            decoy_secret,
+            decoy_secret: Default::default(),
+            throttle: Default::default(),
         }
+    }
+
+    /// Replaces the default sign-in limits (`signin_limits`).
+    pub fn with_limits(mut self, limits: &crate::config::SigninLimitsConfig) -> Accounts {
+        self.throttle = Arc::new(SigninThrottle::new(limits));
+        self
+    }
+
+    pub fn throttle(&self) -> &SigninThrottle {
+        &self.throttle
     }
 
     pub fn store(&self) -> &Store {
@@ -150,23 +187,40 @@ impl Accounts {
         }
     }
 
-    /// Password check for Passport (HTTP) sign-in; hashing runs on the hashing threads.
+    /// Password check for Passport (HTTP) sign-in from `source`: waits its
+    /// turn after earlier failures, then hashes on the hashing threads.
     pub async fn verify_password(
         &self,
         raw_handle: &str,
         password: &str,
+        source: IpAddr,
     ) -> Result<AccountRow, SignInError> {
-        let account = self.find(raw_handle).await?;
-        match account {
-            Some(account) if self.hasher.verify(password, &account.password_hash).await => {
+        let key = handle::normalize(raw_handle).unwrap_or_else(|| raw_handle.to_ascii_lowercase());
+        self.throttle.wait_turn(&key, source).await;
+        let turn = HashTurn {
+            source: Some(source),
+            account: key.clone(),
+        };
+        let result = match self.find(raw_handle).await? {
+            Some(account) if self.hasher.verify(password, &account.password_hash, turn.clone()).await => {
                 Ok(account)
             }
             Some(_) => Err(SignInError::WrongPassword),
             None => {
                 // Spend the same time as a real check so timing does not reveal the account.
-                let _ = self.hasher.verify(password, DUMMY_HASH).await;
+                let _ = self.hasher.verify(password, DUMMY_HASH, turn).await;
                 Err(SignInError::UnknownAccount)
             }
+        };
+        self.note_outcome(&key, source, result.is_ok());
+        result
+    }
+
+    fn note_outcome(&self, key: &str, source: IpAddr, succeeded: bool) {
+        if succeeded {
+            self.throttle.succeeded(key);
+        } else {
+            self.throttle.failed(key, source);
         }
     }
 
@@ -180,23 +234,45 @@ impl Accounts {
         let account = self.find(raw_handle).await?;
         let salt = match account.as_ref().and_then(|a| a.legacy_salt.as_ref()) {
             Some(salt) if self.legacy_md5 => salt.clone(),
-            _ => self.decoy_salt(raw_handle),
+            _ => self.decoy_salt(raw_handle).await?,
         };
         Ok((salt, account))
     }
 
-    fn decoy_salt(&self, raw_handle: &str) -> String {
-        let mut input = self.decoy_secret.to_vec();
+    async fn decoy_salt(&self, raw_handle: &str) -> Result<String, StoreError> {
+        let secret = self
+            .decoy_secret
+            .get_or_try_init(|| load_decoy_secret(&self.store))
+            .await?;
+        let mut input = secret.as_bytes().to_vec();
         input.extend_from_slice(raw_handle.to_ascii_lowercase().as_bytes());
         let digest = msnp::auth::md5_hex(&input);
         let a = u64::from_str_radix(digest.get(..8).unwrap_or("0"), 16).unwrap_or(0);
         let b = u64::from_str_radix(digest.get(8..12).unwrap_or("0"), 16).unwrap_or(0);
-        format!("{}.{}", 1_000_000_000 + a % 1_000_000_000, b % 100_000)
+        Ok(format!(
+            "{}.{}",
+            1_000_000_000 + a % 1_000_000_000,
+            b % 100_000
+        ))
     }
 
     /// Checks an MSNP2-7 `USR MD5 S` response, hex MD5(salt || password),
-    /// against the account [`Accounts::legacy_challenge`] found.
-    pub fn check_legacy(
+    /// against the account [`Accounts::legacy_challenge`] found for
+    /// `handle` (canonical), after waiting its turn like Passport sign-in.
+    pub async fn check_legacy(
+        &self,
+        handle: &str,
+        account: Option<AccountRow>,
+        response: &str,
+        source: IpAddr,
+    ) -> Result<AccountRow, SignInError> {
+        self.throttle.wait_turn(handle, source).await;
+        let result = self.compare_legacy(account, response);
+        self.note_outcome(handle, source, result.is_ok());
+        result
+    }
+
+    fn compare_legacy(
         &self,
         account: Option<AccountRow>,
         response: &str,

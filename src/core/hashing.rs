@@ -6,10 +6,18 @@
 //! hashes run at once, each thread reuses one preallocated block buffer for
 //! its whole life, and the threads run at nice 19 so switchboards and
 //! presence keep their latency while a storm queues up.
+//!
+//! The queue is fair: waiting jobs are taken round-robin by source address,
+//! and within one address round-robin by account, so a flood of guesses
+//! from one address (or at one account) delays another user's sign-in by
+//! about one hash per thread, not by the whole flood.
 
 use argon2::password_hash::{PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::mpsc;
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 const OUTPUT_LEN: usize = 32;
@@ -34,10 +42,81 @@ pub enum HashError {
     Stopped,
 }
 
+/// Whose turn a hash belongs to: the source address (none for local work
+/// such as `user add`) and the account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct HashTurn {
+    pub source: Option<IpAddr>,
+    pub account: String,
+}
+
+/// Jobs of one source address, by account.
+#[derive(Default)]
+struct SourceJobs {
+    accounts: HashMap<String, VecDeque<Job>>,
+    order: VecDeque<String>,
+}
+
+/// Waiting jobs, taken round-robin by source, then by account.
+#[derive(Default)]
+struct FairQueue {
+    sources: HashMap<Option<IpAddr>, SourceJobs>,
+    order: VecDeque<Option<IpAddr>>,
+    closed: bool,
+}
+
+impl FairQueue {
+    fn push(&mut self, turn: HashTurn, job: Job) {
+        let source = self.sources.entry(turn.source).or_insert_with(|| {
+            self.order.push_back(turn.source);
+            SourceJobs::default()
+        });
+        let jobs = source.accounts.entry(turn.account.clone()).or_insert_with(|| {
+            source.order.push_back(turn.account);
+            VecDeque::new()
+        });
+        jobs.push_back(job);
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let address = self.order.pop_front()?;
+        let source = self.sources.get_mut(&address)?;
+        let account = source.order.pop_front()?;
+        let jobs = source.accounts.get_mut(&account)?;
+        let job = jobs.pop_front();
+        if jobs.is_empty() {
+            source.accounts.remove(&account);
+        } else {
+            source.order.push_back(account);
+        }
+        if source.accounts.is_empty() {
+            self.sources.remove(&address);
+        } else {
+            self.order.push_back(address);
+        }
+        job
+    }
+}
+
+struct Shared {
+    queue: Mutex<FairQueue>,
+    ready: Condvar,
+}
+
+/// Stops the threads once the last [`PasswordHasher`] clone is gone.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.queue.lock().closed = true;
+        self.0.ready.notify_all();
+    }
+}
+
 /// Handle to the hashing threads. Cloning shares the same threads.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    owner: Arc<Owner>,
 }
 
 impl PasswordHasher {
@@ -48,58 +127,71 @@ impl PasswordHasher {
     ) -> Result<PasswordHasher, HashError> {
         let params = Params::new(memory_kib, iterations, 1, Some(OUTPUT_LEN))
             .map_err(|e| HashError::Failed(e.to_string()))?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = std::sync::Arc::new(parking_lot::Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(FairQueue::default()),
+            ready: Condvar::new(),
+        });
         for index in 0..threads.max(1) {
-            let rx = rx.clone();
+            let shared = shared.clone();
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("msngate-hash-{index}"))
-                .spawn(move || worker(rx, params))
+                .spawn(move || worker(&shared, params))
                 .map_err(|e| HashError::Failed(e.to_string()))?;
         }
-        Ok(PasswordHasher { jobs: tx })
+        Ok(PasswordHasher {
+            owner: Arc::new(Owner(shared)),
+        })
+    }
+
+    fn submit(&self, turn: HashTurn, job: Job) {
+        let shared = &self.owner.0;
+        shared.queue.lock().push(turn, job);
+        shared.ready.notify_one();
     }
 
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Hash {
-                password: password.to_string(),
-                reply,
-            })
-            .map_err(|_| HashError::Stopped)?;
+        let job = Job::Hash {
+            password: password.to_string(),
+            reply,
+        };
+        self.submit(HashTurn::default(), job);
         rx.await.map_err(|_| HashError::Stopped)?
     }
 
-    /// Checks `password` against a stored PHC string.
-    pub async fn verify(&self, password: &str, phc: &str) -> bool {
+    /// Checks `password` against a stored PHC string, in `turn`'s place
+    /// in the fair queue.
+    pub async fn verify(&self, password: &str, phc: &str, turn: HashTurn) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self
-            .jobs
-            .send(Job::Verify {
-                password: password.to_string(),
-                phc: phc.to_string(),
-                reply,
-            })
-            .is_err()
-        {
-            return false;
-        }
+        let job = Job::Verify {
+            password: password.to_string(),
+            phc: phc.to_string(),
+            reply,
+        };
+        self.submit(turn, job);
         rx.await.unwrap_or(false)
     }
 }
 
-fn worker(rx: std::sync::Arc<parking_lot::Mutex<mpsc::Receiver<Job>>>, params: Params) {
+fn next_job(shared: &Shared) -> Option<Job> {
+    let mut queue = shared.queue.lock();
+    loop {
+        if let Some(job) = queue.pop() {
+            return Some(job);
+        }
+        if queue.closed {
+            return None;
+        }
+        shared.ready.wait(&mut queue);
+    }
+}
+
+fn worker(shared: &Shared, params: Params) {
     lower_thread_priority();
     let mut memory = vec![Block::default(); params.block_count()];
-    loop {
-        let job = {
-            let guard = rx.lock();
-            guard.recv()
-        };
-        let Ok(job) = job else { return };
+    while let Some(job) = next_job(shared) {
         match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&params, &password, &mut memory));
@@ -196,11 +288,44 @@ mod tests {
         let hasher = PasswordHasher::new(1, 1024, 1).unwrap();
         let phc = hasher.hash("s3cret!").await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{phc}");
-        assert!(hasher.verify("s3cret!", &phc).await);
-        assert!(!hasher.verify("s3cret", &phc).await);
-        assert!(!hasher.verify("s3cret!", "garbage").await);
+        let turn = HashTurn::default;
+        assert!(hasher.verify("s3cret!", &phc, turn()).await);
+        assert!(!hasher.verify("s3cret", &phc, turn()).await);
+        assert!(!hasher.verify("s3cret!", "garbage", turn()).await);
         // A hash made under other parameters still verifies.
         let other = PasswordHasher::new(1, 2048, 1).unwrap();
-        assert!(other.verify("s3cret!", &phc).await);
+        assert!(other.verify("s3cret!", &phc, turn()).await);
+    }
+
+    /// A job told apart by its password; nobody waits for its reply.
+    fn verify_job(tag: &str) -> Job {
+        Job::Verify {
+            password: tag.to_string(),
+            phc: String::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn the_queue_takes_turns_by_source_then_by_account() {
+        let mut queue = FairQueue::default();
+        let turn = |ip: u8, account: &str| HashTurn {
+            source: Some([192, 0, 2, ip].into()),
+            account: account.into(),
+        };
+        for n in 0..3 {
+            queue.push(turn(1, "victim"), verify_job(&format!("flood{n}")));
+        }
+        queue.push(turn(1, "other"), verify_job("same-source"));
+        queue.push(turn(2, "user"), verify_job("user"));
+        let order: Vec<String> = std::iter::from_fn(|| queue.pop())
+            .map(|job| match job {
+                Job::Verify { password, .. } | Job::Hash { password, .. } => password,
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["flood0", "user", "same-source", "flood1", "flood2"]
+        );
     }
 }

@@ -16,4 +16,5 @@ pub mod outbox;
 pub mod presence;
 pub mod remote;
 pub mod roster;
+pub mod throttle;
 pub mod tickets;

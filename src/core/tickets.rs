@@ -44,7 +44,14 @@ impl TicketIssuer {
     }
 
     /// Consumes `ticket` if it was issued to `handle` and has not expired.
+    ///
+    /// Some client libraries send everything after `from-PP='` in the
+    /// `Authentication-Info` header, so the ticket may arrive followed by
+    /// `',ru=…` or `,ru=…`. Issued tickets never contain `'` or `,`, so the
+    /// ticket is what comes before the first of them; a forged prefix still
+    /// finds nothing.
     pub fn redeem(&self, ticket: &str, handle: &str) -> Result<(), TicketError> {
+        let ticket = ticket.split(['\'', ',']).next().unwrap_or_default();
         let mut tickets = self.tickets.lock();
         let Some((owner, expires)) = tickets.get(ticket) else {
             return Err(TicketError::Unknown);
@@ -84,6 +91,13 @@ mod tests {
         assert_eq!(issuer.redeem(&t, "alice@example.com"), Ok(()));
         assert_eq!(
             issuer.redeem(&t, "alice@example.com"),
+            Err(TicketError::Unknown)
+        );
+        let t = issuer.issue("alice@example.com");
+        let tailed = format!("{t}',ru=http://messenger.msn.com");
+        assert_eq!(issuer.redeem(&tailed, "alice@example.com"), Ok(()));
+        assert_eq!(
+            issuer.redeem(&tailed, "alice@example.com"),
             Err(TicketError::Unknown)
         );
         let short = TicketIssuer::new(Duration::from_millis(0));

@@ -32,9 +32,10 @@ pub fn router(hub: Arc<Hub>, metrics: Arc<Metrics>, probes: Vec<Probe>) -> Route
 }
 
 async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
-    let body = ops
+    let mut body = ops
         .metrics
         .render(ops.hub.online_count(), ops.hub.conversations.len());
+    crate::metrics::render_signin_limits(&mut body, &ops.hub.accounts.throttle().stats);
     (
         [(
             header::CONTENT_TYPE,

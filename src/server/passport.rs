@@ -70,7 +70,7 @@ use axum::http::{Extensions, HeaderName, HeaderValue, Response, StatusCode, head
 use axum::routing::{any, post};
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -187,6 +187,15 @@ fn peer(request: &Request) -> String {
     match request.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(addr)) => addr.to_string(),
         None => "-".into(),
+    }
+}
+
+/// The client's address, for the sign-in limits (unspecified when unknown:
+/// all such requests then share one source's limits).
+fn source_ip(request: &Request) -> IpAddr {
+    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => addr.ip(),
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     }
 }
 
@@ -441,14 +450,19 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Passport {
-    async fn check(&self, handle: &str, password: &str) -> Result<AccountRow, Refusal> {
+    async fn check(
+        &self,
+        handle: &str,
+        password: &str,
+        source: IpAddr,
+    ) -> Result<AccountRow, Refusal> {
         if password.is_empty() {
             return Err(Refusal::WrongPassword);
         }
         if password.len() > MAX_PASSWORD_LEN {
             return Err(Refusal::PasswordTooLong);
         }
-        match self.hub.accounts.verify_password(handle, password).await {
+        match self.hub.accounts.verify_password(handle, password, source).await {
             Ok(account) => Ok(account),
             Err(SignInError::UnknownAccount) => Err(Refusal::UnknownAccount),
             Err(SignInError::WrongPassword | SignInError::LegacyDisabled) => {
@@ -461,6 +475,7 @@ impl Passport {
 
 async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) -> Response<Body> {
     let peer = peer(&request);
+    let source = source_ip(&request);
     let credentials = match request.headers().get(header::AUTHORIZATION) {
         Some(value) => parse_authorization(value.as_bytes())
             .ok_or(Refusal::Malformed("no sign-in or pwd field")),
@@ -468,7 +483,7 @@ async fn login_handler(State(passport): State<Arc<Passport>>, request: Request) 
     };
     let (handle, outcome) = match credentials {
         Ok(c) => {
-            let outcome = passport.check(&c.handle, &c.password).await;
+            let outcome = passport.check(&c.handle, &c.password, source).await;
             (c.handle, outcome)
         }
         Err(refusal) => (String::new(), Err(refusal)),
@@ -646,7 +661,12 @@ pub fn parse_rst(xml: &str) -> Option<RstRequest> {
 /// ```
 ///
 /// A body over [`MAX_RST_BODY`] gets `413`, a store outage `500`.
-async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Response<Body> {
+async fn rst(
+    passport: &Passport,
+    (peer, source): (&str, IpAddr),
+    route: &str,
+    body: &[u8],
+) -> Response<Body> {
     let now = SystemTime::now();
     let text = String::from_utf8_lossy(body);
     let Some(request) = parse_rst(&text) else {
@@ -654,7 +674,8 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
         passport.count(false);
         return xml_response(rst_fault(now));
     };
-    match passport.check(&request.username, &request.password).await {
+    match passport.check(&request.username, &request.password, source)
+        .await {
         Ok(account) => {
             let ticket = passport.hub.tickets.issue(&account.handle);
             info!(handle = %account.handle, %peer, route, "passport sign-in accepted");
@@ -681,6 +702,7 @@ async fn rst(passport: &Passport, peer: &str, route: &str, body: &[u8]) -> Respo
 
 async fn rst_handler(State(passport): State<Arc<Passport>>, request: Request) -> Response<Body> {
     let peer = peer(&request);
+    let source = source_ip(&request);
     let route = if request.uri().path().eq_ignore_ascii_case("/RST2.srf") {
         "RST2.srf"
     } else {
@@ -697,7 +719,7 @@ async fn rst_handler(State(passport): State<Arc<Passport>>, request: Request) ->
         empty(StatusCode::PAYLOAD_TOO_LARGE)
     } else {
         match axum::body::to_bytes(request.into_body(), MAX_RST_BODY).await {
-            Ok(body) => rst(&passport, &peer, route, &body).await,
+            Ok(body) => rst(&passport, (&peer, source), route, &body).await,
             Err(e) => {
                 info!(%peer, route, reason = %format!("request body unreadable or too large: {e}"), "passport sign-in refused");
                 passport.count(false);

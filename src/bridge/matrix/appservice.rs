@@ -1,5 +1,7 @@
 //! The appservice API the homeserver calls: transactions, user and room
-//! queries, ping. Every call must carry the registration's `hs_token`.
+//! queries, ping. Every call must carry the registration's `hs_token`,
+//! checked from the headers before any body is read; bodies are capped at
+//! `matrix.appservice_limits.max_body_bytes` and slow connections closed.
 //!
 //! A transaction is answered 200 only once all its events are handled
 //! (stored for delivery, or acted on); on a database error the answer is 500
@@ -8,12 +10,15 @@
 
 use super::Inner;
 use axum::Router;
+use crate::config::AppserviceLimitsConfig;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 type Shared = State<Arc<Inner>>;
@@ -62,11 +67,47 @@ fn refuse(inner: &Inner, headers: &HeaderMap, query: Option<&str>) -> Option<Res
     }
 }
 
+/// Refuses a request before its body is read: without the right token
+/// (401/403), or declaring a body above the limit (413). The body limit
+/// itself is enforced again while reading, for bodies without a length.
+async fn authenticate(
+    State((inner, max_body)): State<(Arc<Inner>, usize)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(refused) = refuse(&inner, request.headers(), request.uri().query()) {
+        return refused;
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body as u64) {
+        return too_large(max_body);
+    }
+    next.run(request).await
+}
+
+fn too_large(max_body: usize) -> Response {
+    tracing::warn!(
+        max_body,
+        "refused an appservice request above matrix.appservice_limits.max_body_bytes"
+    );
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+        "request body above matrix.appservice_limits.max_body_bytes",
+    )
+}
+
 pub(super) async fn serve(
     inner: Arc<Inner>,
     listener: tokio::net::TcpListener,
+    limits: AppserviceLimitsConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let max_body = limits.max_body_bytes;
     let router = Router::new()
         .route("/_matrix/app/v1/transactions/{txn}", put(transaction))
         .route("/transactions/{txn}", put(transaction))
@@ -76,40 +117,59 @@ pub(super) async fn serve(
         .route("/rooms/{alias}", get(query_room))
         .route("/_matrix/app/v1/ping", post(ping))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "unknown endpoint") })
-        // Transactions can be large (many events at once after an outage);
-        // refusing one would make the homeserver resend it forever.
-        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            (inner.clone(), max_body),
+            authenticate,
+        ))
         .with_state(inner);
-    let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                return;
+    let handle = axum_server::Handle::new();
+    let stopper = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
             }
-        }
+            handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        })
     };
-    if let Err(e) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
-    {
+    if let Err(e) = serve_limited(listener, router, handle, &limits).await {
         tracing::error!(error = %e, "Matrix appservice listener failed");
     }
+    stopper.abort();
 }
 
-async fn ping(State(inner): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
-        return refused;
-    }
+/// HTTP/1 with the header-read and first-request timeouts, so a connection
+/// that sends nothing or trickles its headers is closed.
+async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    limits: &AppserviceLimitsConfig,
+) -> std::io::Result<()> {
+    let timeout = Duration::from_secs(limits.header_timeout_secs.max(1));
+    let mut server = axum_server::from_tcp(listener.into_std()?)?
+        .handle(handle)
+        .http1_only();
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(Some(timeout))
+        .max_buf_size(64 * 1024)
+        .max_headers(64);
+    server
+        .first_request_timeout(timeout)
+        .serve(router.into_make_service())
+        .await
+}
+
+async fn ping() -> Response {
     json(StatusCode::OK, serde_json::json!({}))
 }
 
-async fn query_room(
-    State(inner): Shared,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
-        return refused;
-    }
+async fn query_room() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "M_NOT_FOUND",
@@ -122,12 +182,7 @@ async fn query_room(
 async fn query_user(
     State(inner): Shared,
     Path(user): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
-        return refused;
-    }
     let Some(local) = inner.ids.handle_of(&user) else {
         return error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "not an MSN user");
     };
@@ -158,13 +213,8 @@ async fn query_user(
 async fn transaction(
     State(inner): Shared,
     Path(txn): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse(&inner, &headers, query.as_deref()) {
-        return refused;
-    }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,

@@ -240,6 +240,7 @@ mod tests {
             appservice_url: None,
             ghost_localpart_template: "_msn_{handle}".into(),
             bot_localpart: "_msn_bot".into(),
+            appservice_limits: Default::default(),
         };
         Ghosts::new(&config, "_msn_bot")
     }

@@ -324,7 +324,12 @@ pub async fn start(
         ready: AtomicBool::new(false),
         problem: Mutex::new(None),
     });
-    let listener = tokio::spawn(appservice::serve(inner.clone(), listener, shutdown.clone()));
+    let listener = tokio::spawn(appservice::serve(
+        inner.clone(),
+        listener,
+        config.appservice_limits.clone(),
+        shutdown.clone(),
+    ));
 
     *inner.ghost_names.lock() = inner.db.ghosts().await?.into_iter().collect();
     hub.register_network(Arc::new(MatrixNetwork(inner.clone())));

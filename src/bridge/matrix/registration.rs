@@ -139,6 +139,7 @@ mod tests {
             appservice_url: None,
             ghost_localpart_template: "_msn_{handle}".into(),
             bot_localpart: "_msn_bot".into(),
+            appservice_limits: Default::default(),
         }
     }
 

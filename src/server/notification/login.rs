@@ -33,6 +33,26 @@ impl NsConnection {
         }
     }
 
+    /// 911 for wrong credentials; after `signin_limits.failures_per_connection`
+    /// of them the connection is closed too.
+    fn refuse_credentials(&mut self, trid: u32, handle: &str, reason: &str) -> Flow {
+        crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_bad_credentials);
+        tracing::info!(peer = %self.conn.peer, user = %handle, dialect = %self.dialect, reason, "sign-in refused");
+        let flow = self.reply_error(ErrorCode::AuthFailed, trid);
+        self.login_failures += 1;
+        let throttle = self.ctx.hub.accounts.throttle();
+        if self.login_failures >= throttle.failures_per_connection {
+            throttle
+                .stats
+                .connections_closed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(peer = %self.conn.peer, failures = self.login_failures,
+                "closing connection after repeated wrong passwords");
+            return Flow::Close;
+        }
+        flow
+    }
+
     fn refuse(&mut self, cmd: &Command, reason: &'static str) -> Flow {
         crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_protocol);
         tracing::info!(peer = %self.conn.peer, command = %cmd.name, reason, "closing connection");
@@ -151,7 +171,8 @@ impl NsConnection {
         let account = match method {
             LoginMethod::Md5 => hub
                 .accounts
-                .check_legacy(account.map(|a| *a), response)
+                .check_legacy(handle, account.map(|a| *a), response, self.conn.peer.ip())
+                .await
                 .map_err(|e| e.to_string()),
             LoginMethod::Passport => match hub.tickets.redeem(response, handle) {
                 Ok(()) => match hub.accounts.find(handle).await {
@@ -164,11 +185,7 @@ impl NsConnection {
         };
         let account = match account {
             Ok(account) => account,
-            Err(reason) => {
-                crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_bad_credentials);
-                tracing::info!(peer = %self.conn.peer, user = %handle, dialect = %self.dialect, reason, "sign-in refused");
-                return self.reply_error(ErrorCode::AuthFailed, trid);
-            }
+            Err(reason) => return self.refuse_credentials(trid, handle, &reason),
         };
         let session = match hub.sign_in(&account).await {
             Ok(session) => session,

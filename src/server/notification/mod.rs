@@ -66,6 +66,8 @@ pub(crate) struct NsConnection {
     pub last_activity: Instant,
     pub connected_at: Instant,
     pub rate: RateLimiter,
+    /// Wrong passwords on this connection (closed at `signin_limits.failures_per_connection`).
+    pub login_failures: u32,
 }
 
 /// Counts changes in a sliding window; over the limit the server answers 800.
@@ -123,6 +125,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Rol
         last_activity: now,
         connected_at: now,
         rate,
+        login_failures: 0,
     });
     ns.run().await;
     // Boxed: keeps the idle task's future small (~240 B per connection).

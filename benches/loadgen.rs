@@ -868,7 +868,7 @@ async fn scenario_signin_flood(target: &Target, report: &mut Report) -> anyhow::
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 // Half at one account, half spread over unknown ones.
-                let handle = if i % 2 == 0 {
+                let handle = if i.is_multiple_of(2) {
                     victim.clone()
                 } else {
                     format!("nobody{n}-{i}@bench.example.com")

@@ -56,6 +56,9 @@ enum Scenario {
     /// Heap bytes the in-process server holds per idle signed-in
     /// connection, by allocation size (where the memory goes).
     Heap,
+    /// One Passport sign-in's latency alone, then during a flood of wrong
+    /// passwords from 16 connections of another address (127.0.0.2).
+    SigninFlood,
     /// Everything above, in that order.
     All,
 }
@@ -607,13 +610,31 @@ async fn sign_in_md5(ns: SocketAddr, handle: &str) -> anyhow::Result<Conn> {
 
 /// Passport 1.4 over HTTP: the `from-PP` ticket.
 async fn passport_ticket(http: SocketAddr, handle: &str) -> anyhow::Result<String> {
+    passport_login(http, handle, PASSWORD, None).await
+}
+
+/// Passport 1.4 login with `password`, from `source` (a loopback address
+/// of its own) when given: the `from-PP` ticket, or an error with the status.
+async fn passport_login(
+    http: SocketAddr,
+    handle: &str,
+    password: &str,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<String> {
     let enc = msnp::urlenc::encode_passport_field;
     let request = format!(
         "GET /login2.srf HTTP/1.1\r\nAuthorization: Passport1.4 OrgVerb=GET,OrgURL=http%3A%2F%2Fmessenger%2Emsn%2Ecom,sign-in={},pwd={},lc=1033,id=507,tw=40,fs=1,ru=http%3A%2F%2Fmessenger%2Emsn%2Ecom,ct=1062764229,kpp=1,kv=5,ver=2.1.0173.1,tpf=43f8a4c8ed940c04e3740be46c4d1619\r\nUser-Agent: MSMSGS\r\nHost: {http}\r\nConnection: close\r\n\r\n",
         enc(handle),
-        enc(PASSWORD)
+        enc(password)
     );
-    let mut stream = TcpStream::connect(http).await?;
+    let mut stream = match source {
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(http).await?
+        }
+        None => TcpStream::connect(http).await?,
+    };
     stream.write_all(request.as_bytes()).await?;
     let mut response = Vec::new();
     tokio::time::timeout(REPLY_TIMEOUT, stream.read_to_end(&mut response)).await??;
@@ -822,6 +843,76 @@ async fn scenario_signin_passport(
         "0",
         Some(failed == 0),
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- sign-in during a wrong-password flood
+
+async fn scenario_signin_flood(target: &Target, report: &mut Report) -> anyhow::Result<()> {
+    const FLOODERS: usize = 16;
+    const SAMPLES: usize = 20;
+    println!(
+        "== Passport sign-in latency, alone and during a {FLOODERS}-connection wrong-password flood"
+    );
+    let users = create_users(target, "flood", 2, true).await?;
+    let (legit, victim) = (&users[..1], users[1].clone());
+    let (_, mut alone, failed_alone) = signin_run(target, legit, SAMPLES, 1, true).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut flood = tokio::task::JoinSet::new();
+    for n in 0..FLOODERS {
+        let (stop, answered, victim, http) =
+            (stop.clone(), answered.clone(), victim.clone(), target.http);
+        flood.spawn(async move {
+            let source = std::net::IpAddr::from([127, 0, 0, 2]);
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                // Half at one account, half spread over unknown ones.
+                let handle = if i.is_multiple_of(2) {
+                    victim.clone()
+                } else {
+                    format!("nobody{n}-{i}@bench.example.com")
+                };
+                i += 1;
+                if passport_login(http, &handle, "wrong-guess", Some(source))
+                    .await
+                    .is_err()
+                {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // Let the flood reach the hashing queue first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let flood_started = Instant::now();
+    let before = answered.load(Ordering::Relaxed);
+    let (_, mut during, failed_during) = signin_run(target, legit, SAMPLES, 1, true).await?;
+    let flood_rate =
+        (answered.load(Ordering::Relaxed) - before) as f64 / flood_started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    flood.abort_all();
+    let (p50_alone, p50_during) = (alone.pct(0.50), during.pct(0.50));
+    report.add("signin-flood", "sign-in p50 alone", ms(p50_alone), "", None);
+    report.add("signin-flood", "sign-in p50 during flood", ms(p50_during), "", None);
+    report.add("signin-flood", "sign-in p99 during flood", ms(during.pct(0.99)), "", None);
+    let factor = p50_during.as_secs_f64() / p50_alone.as_secs_f64().max(1e-6);
+    report.add(
+        "signin-flood",
+        "slowdown (p50 during / alone)",
+        format!("{factor:.1}x"),
+        "<= 3x",
+        Some(factor <= 3.0),
+    );
+    report.add(
+        "signin-flood",
+        "wrong passwords answered/s (flood)",
+        format!("{flood_rate:.1}"),
+        "",
+        None,
+    );
+    let failed = failed_alone + failed_during;
+    report.add("signin-flood", "failed", failed.to_string(), "0", Some(failed == 0));
     Ok(())
 }
 
@@ -1747,6 +1838,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Memory => scenario_memory(&args, t, &mut report).await,
                 Scenario::Storm => scenario_storm(&args, t, &mut report).await,
                 Scenario::Heap => scenario_heap(&args, t, &mut report).await,
+                Scenario::SigninFlood => scenario_signin_flood(t, &mut report).await,
                 Scenario::All => Ok(()),
             }
         });

@@ -894,8 +894,20 @@ async fn scenario_signin_flood(target: &Target, report: &mut Report) -> anyhow::
     flood.abort_all();
     let (p50_alone, p50_during) = (alone.pct(0.50), during.pct(0.50));
     report.add("signin-flood", "sign-in p50 alone", ms(p50_alone), "", None);
-    report.add("signin-flood", "sign-in p50 during flood", ms(p50_during), "", None);
-    report.add("signin-flood", "sign-in p99 during flood", ms(during.pct(0.99)), "", None);
+    report.add(
+        "signin-flood",
+        "sign-in p50 during flood",
+        ms(p50_during),
+        "",
+        None,
+    );
+    report.add(
+        "signin-flood",
+        "sign-in p99 during flood",
+        ms(during.pct(0.99)),
+        "",
+        None,
+    );
     let factor = p50_during.as_secs_f64() / p50_alone.as_secs_f64().max(1e-6);
     report.add(
         "signin-flood",
@@ -912,7 +924,13 @@ async fn scenario_signin_flood(target: &Target, report: &mut Report) -> anyhow::
         None,
     );
     let failed = failed_alone + failed_during;
-    report.add("signin-flood", "failed", failed.to_string(), "0", Some(failed == 0));
+    report.add(
+        "signin-flood",
+        "failed",
+        failed.to_string(),
+        "0",
+        Some(failed == 0),
+    );
     Ok(())
 }
 

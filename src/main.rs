@@ -125,8 +125,14 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // PostgreSQL's notices ("relation ... already exists, skipping" at every
+    // start) are not news to an operator; MSNGATE_LOG can still ask for them.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{},sqlx::postgres::notice=warn",
+            config.log.level
+        ))
+    });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -161,22 +167,28 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::User(cmd) => {
+            // The password is asked for before the database is opened, so a
+            // refusal (or a prompt) is not preceded by migration work or logs.
+            let password = match &cmd {
+                UserCommand::Add { password, .. } | UserCommand::Passwd { password, .. } => {
+                    Some(password.clone().read()?)
+                }
+                UserCommand::Del { .. } | UserCommand::List => None,
+            };
             let hub = msngate::app::build_hub(&config).await?;
             match cmd {
                 UserCommand::Add {
-                    email,
-                    password,
-                    nickname,
+                    email, nickname, ..
                 } => {
-                    let password = password.read()?;
+                    let password = password.unwrap_or_default();
                     let account = hub
                         .accounts
                         .create(&email, &password, nickname.as_deref())
                         .await?;
                     println!("created {} ({})", account.handle, account.friendly_name);
                 }
-                UserCommand::Passwd { email, password } => {
-                    let password = password.read()?;
+                UserCommand::Passwd { email, .. } => {
+                    let password = password.unwrap_or_default();
                     hub.accounts.set_password(&email, &password).await?;
                     println!("password changed for {email}");
                 }
@@ -250,6 +262,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow::Result<()> {
     use msngate::bridge::irc::db::{self, Credentials};
+    // As for `user add`: the secret first, then the database.
+    let secret = match &cmd {
+        IrcCredentialsCommand::Set { password, .. } => Some(password.clone().read()?),
+        _ => None,
+    };
     let hub = msngate::app::build_hub(config).await?;
     let pool = hub.store().pool();
     let known_network = |name: &str| -> anyhow::Result<()> {
@@ -268,11 +285,11 @@ async fn irc_credentials(config: &Config, cmd: IrcCredentialsCommand) -> anyhow:
             email,
             network,
             account: login,
-            password,
+            password: _,
             nickserv,
         } => {
             known_network(&network)?;
-            let password = password.read()?;
+            let password = secret.unwrap_or_default();
             let handle = account(&email)?;
             if hub.accounts.find(&handle).await?.is_none() {
                 anyhow::bail!("no account {handle}");

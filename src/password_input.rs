@@ -5,7 +5,7 @@
 use anyhow::bail;
 use std::io::{BufRead, IsTerminal, Write};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct PasswordArgs {
     /// The password itself (visible in `ps` and shell history; for scripts).
     #[arg(long, conflicts_with = "password_stdin")]

@@ -104,10 +104,7 @@ async fn a_wrong_or_missing_token_is_refused_before_the_body_is_sent() {
         "HTTP/1.1 401 Unauthorized"
     );
     // A right token with a small body is served as before, both token forms.
-    for auth in [
-        format!("?access_token={}", l.hs_token),
-        String::new(),
-    ] {
+    for auth in [format!("?access_token={}", l.hs_token), String::new()] {
         let body = r#"{"events":[]}"#;
         let mut head = put_transaction(l.addr, &auth, body.len());
         if auth.is_empty() {

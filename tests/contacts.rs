@@ -1498,7 +1498,11 @@ fn blocking_and_unblocking_in_either_order_moves_the_contact() {
             // Set-up: bob on her allow list; `v` counts her list versions on.
             let (t, got) = call(&mut a, &add_cmd("AL")).await;
             let v: u32 = if old {
-                got[0].split(' ').nth(3).and_then(|v| v.parse().ok()).unwrap()
+                got[0]
+                    .split(' ')
+                    .nth(3)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap()
             } else {
                 0
             };

@@ -1494,14 +1494,22 @@ async fn matrix_handles_have_no_equals_sign_and_old_ones_still_work() {
         format!("carol{}@example.com", suffix()),
         format!("dave{}@example.com", suffix()),
     );
-    let world = World::start(&env, &[(&alice, "Alice"), (&carol, "Carol"), (&dave, "Dave")]).await;
+    let world = World::start(
+        &env,
+        &[(&alice, "Alice"), (&carol, "Carol"), (&dave, "Dave")],
+    )
+    .await;
     let ghost = world.ghost(&alice);
     let mut bob = MxUser::register(&env, &format!("bob{}", suffix())).await;
     let handle = bob.handle();
     let old = old_form_handle(&bob.id);
     assert_eq!(
         handle,
-        format!("{}@{}", bob.id[1..].replace(':', "_3a"), ids::CONTACT_DOMAIN)
+        format!(
+            "{}@{}",
+            bob.id[1..].replace(':', "_3a"),
+            ids::CONTACT_DOMAIN
+        )
     );
 
     // The current form: added and chatted with like any contact.
@@ -1509,7 +1517,10 @@ async fn matrix_handles_have_no_equals_sign_and_old_ones_still_work() {
     let t = a.next();
     a.send(&format!("ADC {t} FL N={handle}")).await;
     let reply = render(&a.recv_named("ADC").await);
-    assert_eq!(reply.rsplit_once(' ').unwrap().0, format!("ADC {t} FL N={handle}"));
+    assert_eq!(
+        reply.rsplit_once(' ').unwrap().0,
+        format!("ADC {t} FL N={handle}")
+    );
     let room = bob.accept_invite_from(&ghost).await;
     let mut sb = chat_with(&mut a, &alice, &handle).await;
     send_text(&mut sb, 3, "hi bob", None).await;
@@ -1521,7 +1532,10 @@ async fn matrix_handles_have_no_equals_sign_and_old_ones_still_work() {
     bob.send(&room, json!({"msgtype": "m.text", "body": "hi alice"}))
         .await;
     let (from, text, _) = next_text(&mut sb).await;
-    assert_eq!((from.as_str(), text.as_str()), (handle.as_str(), "hi alice"));
+    assert_eq!(
+        (from.as_str(), text.as_str()),
+        (handle.as_str(), "hi alice")
+    );
 
     // The old form, as a client that stored it sends it: the same contact.
     let mut c = sign_in(&world.server, 7, &carol, PW).await;

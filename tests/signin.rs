@@ -395,7 +395,10 @@ async fn usr_after_sign_in_is_answered_207() {
 async fn a_ticket_followed_by_the_rest_of_the_header_is_accepted_once() {
     let server = start().await;
     server.add_user("alice@example.com", PW, "Alice").await;
-    for tail in ["',ru=http://messenger.msn.com", ",ru=http://messenger.msn.com"] {
+    for tail in [
+        "',ru=http://messenger.msn.com",
+        ",ru=http://messenger.msn.com",
+    ] {
         let ticket = passport_login(server.http(), "alice@example.com", PW)
             .await
             .unwrap();

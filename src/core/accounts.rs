@@ -3,9 +3,9 @@
 use crate::core::handle;
 use crate::core::hashing::{HashTurn, PasswordHasher, constant_time_eq};
 use crate::core::throttle::SigninThrottle;
+use crate::store::{AccountRow, Change, Store, StoreError, now_millis};
 use std::net::IpAddr;
 use std::sync::Arc;
-use crate::store::{AccountRow, Change, Store, StoreError, now_millis};
 
 pub const MAX_PASSWORD_LEN: usize = 128;
 
@@ -68,10 +68,11 @@ async fn load_decoy_secret(store: &Store) -> Result<String, StoreError> {
     .bind(hex::encode(fresh))
     .execute(store.pool())
     .await?;
-    let stored = sqlx::query_scalar::<_, String>("SELECT value FROM server_secrets WHERE name = $1")
-        .bind(DECOY_SECRET_NAME)
-        .fetch_one(store.pool())
-        .await?;
+    let stored =
+        sqlx::query_scalar::<_, String>("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(DECOY_SECRET_NAME)
+            .fetch_one(store.pool())
+            .await?;
     Ok(stored)
 }
 
@@ -202,7 +203,12 @@ impl Accounts {
             account: key.clone(),
         };
         let result = match self.find(raw_handle).await? {
-            Some(account) if self.hasher.verify(password, &account.password_hash, turn.clone()).await => {
+            Some(account)
+                if self
+                    .hasher
+                    .verify(password, &account.password_hash, turn.clone())
+                    .await =>
+            {
                 Ok(account)
             }
             Some(_) => Err(SignInError::WrongPassword),

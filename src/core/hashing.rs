@@ -71,10 +71,13 @@ impl FairQueue {
             self.order.push_back(turn.source);
             SourceJobs::default()
         });
-        let jobs = source.accounts.entry(turn.account.clone()).or_insert_with(|| {
-            source.order.push_back(turn.account);
-            VecDeque::new()
-        });
+        let jobs = source
+            .accounts
+            .entry(turn.account.clone())
+            .or_insert_with(|| {
+                source.order.push_back(turn.account);
+                VecDeque::new()
+            });
         jobs.push_back(job);
     }
 
@@ -323,9 +326,6 @@ mod tests {
                 Job::Verify { password, .. } | Job::Hash { password, .. } => password,
             })
             .collect();
-        assert_eq!(
-            order,
-            ["flood0", "user", "same-source", "flood1", "flood2"]
-        );
+        assert_eq!(order, ["flood0", "user", "same-source", "flood1", "flood2"]);
     }
 }

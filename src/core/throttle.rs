@@ -145,7 +145,9 @@ impl SigninThrottle {
             .book(&account.to_string(), now, &self.limits);
         let by_source = self.sources.lock().book(&source, now, &self.limits);
         if !by_account.is_zero() {
-            self.stats.delayed_by_account.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .delayed_by_account
+                .fetch_add(1, Ordering::Relaxed);
         }
         if !by_source.is_zero() {
             self.stats.delayed_by_source.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +209,10 @@ mod tests {
         assert_eq!(accounts.book(&key, now, limits), Duration::from_millis(200));
         accounts.fail(key.clone(), now, limits);
         let later = now + Duration::from_secs(2);
-        assert_eq!(accounts.book(&key, later, limits), Duration::from_millis(200));
+        assert_eq!(
+            accounts.book(&key, later, limits),
+            Duration::from_millis(200)
+        );
         assert_eq!(limits.delay(30, 2), Duration::from_secs(1));
         // Forgotten after forget_after without a failure.
         let much_later = now + Duration::from_secs(config.forget_after_secs + 1);

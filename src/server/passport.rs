@@ -462,7 +462,12 @@ impl Passport {
         if password.len() > MAX_PASSWORD_LEN {
             return Err(Refusal::PasswordTooLong);
         }
-        match self.hub.accounts.verify_password(handle, password, source).await {
+        match self
+            .hub
+            .accounts
+            .verify_password(handle, password, source)
+            .await
+        {
             Ok(account) => Ok(account),
             Err(SignInError::UnknownAccount) => Err(Refusal::UnknownAccount),
             Err(SignInError::WrongPassword | SignInError::LegacyDisabled) => {
@@ -674,8 +679,10 @@ async fn rst(
         passport.count(false);
         return xml_response(rst_fault(now));
     };
-    match passport.check(&request.username, &request.password, source)
-        .await {
+    match passport
+        .check(&request.username, &request.password, source)
+        .await
+    {
         Ok(account) => {
             let ticket = passport.hub.tickets.issue(&account.handle);
             info!(handle = %account.handle, %peer, route, "passport sign-in accepted");

@@ -9,12 +9,12 @@
 //! are skipped by event id.
 
 use super::Inner;
-use axum::Router;
 use crate::config::AppserviceLimitsConfig;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::middleware::Next;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use std::sync::Arc;
@@ -179,10 +179,7 @@ async fn query_room() -> Response {
 
 /// The homeserver met an unknown user of our namespace (e.g. in an
 /// invitation): a ghost exists for every MSN account, so register it now.
-async fn query_user(
-    State(inner): Shared,
-    Path(user): Path<String>,
-) -> Response {
+async fn query_user(State(inner): Shared, Path(user): Path<String>) -> Response {
     let Some(local) = inner.ids.handle_of(&user) else {
         return error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "not an MSN user");
     };
@@ -210,11 +207,7 @@ async fn query_user(
     }
 }
 
-async fn transaction(
-    State(inner): Shared,
-    Path(txn): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn transaction(State(inner): Shared, Path(txn): Path<String>, body: Bytes) -> Response {
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(
             StatusCode::BAD_REQUEST,

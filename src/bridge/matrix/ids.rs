@@ -194,9 +194,11 @@ impl Ghosts {
     /// with every byte a Matrix localpart cannot hold (`@` first of all)
     /// written `=xx`: `alice@example.com` → `_msn_alice=40example.com`.
     pub fn localpart(&self, handle: &str) -> String {
-        let escaped = escape(&handle.to_ascii_lowercase(), GHOST_ESCAPE, |b, _, _| {
-            matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-')
-        });
+        let escaped = escape(
+            &handle.to_ascii_lowercase(),
+            GHOST_ESCAPE,
+            |b, _, _| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'),
+        );
         format!("{}{escaped}{}", self.prefix, self.suffix)
     }
 

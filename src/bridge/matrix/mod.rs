@@ -291,7 +291,10 @@ pub async fn start(
         .await
         .context("cannot rename stored Matrix contacts to the current handle form")?;
     if renamed > 0 {
-        tracing::info!(renamed, "Matrix contacts renamed to the current handle form");
+        tracing::info!(
+            renamed,
+            "Matrix contacts renamed to the current handle form"
+        );
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -98,16 +98,12 @@ impl Running {
                     crate::core::events::DisconnectReason::ServerShutdown,
                 ));
         }
+        // The accept loops end once every connection they started has ended,
+        // so waiting for them waits for the whole drain.
         let deadline = tokio::time::Instant::now() + grace;
         for task in self.tasks {
             let _ = tokio::time::timeout_at(deadline, task).await;
         }
-        let wait_for_sessions = async {
-            while self.hub.online_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let _ = tokio::time::timeout_at(deadline, wait_for_sessions).await;
     }
 }
 
@@ -162,6 +158,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown_rx.clone(),
     };
     let mut tasks = Vec::new();
+    // One budget of connections for every MSN listener together.
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.msn.max_connections));
 
     let irc = if config.irc.networks.is_empty() {
         None
@@ -186,17 +184,31 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         Some(Arc::new(bridge))
     };
 
+    // The Matrix bridge starts before the MSN listeners accept anyone: it
+    // renames stored contacts to the current handle form, and a client
+    // signing in before that would get its list in the old form.
+    let matrix = match &config.matrix {
+        Some(m) => Some(Arc::new(
+            crate::bridge::matrix::start(m, hub.clone(), metrics.clone(), shutdown_rx.clone())
+                .await
+                .context("cannot start the Matrix bridge")?,
+        )),
+        None => None,
+    };
+
     let (notification_addr, dispatch_addr) = match notification_listener {
         Some(ns) => {
             let ns_addr = ns.local_addr()?;
             tasks.push(tokio::spawn(server::accept_loop(
                 main_listener,
                 ctx.clone(),
+                slots.clone(),
                 |s, p, c| server::notification::handle(s, p, c, Role::Dispatch),
             )));
             tasks.push(tokio::spawn(server::accept_loop(
                 ns,
                 ctx.clone(),
+                slots.clone(),
                 |s, p, c| server::notification::handle(s, p, c, Role::Notification),
             )));
             (ns_addr, Some(main_addr))
@@ -205,6 +217,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
             tasks.push(tokio::spawn(server::accept_loop(
                 main_listener,
                 ctx.clone(),
+                slots.clone(),
                 |s, p, c| server::notification::handle(s, p, c, Role::Notification),
             )));
             (main_addr, None)
@@ -214,18 +227,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(server::accept_loop(
         sb_listener,
         ctx.clone(),
+        slots,
         server::switchboard::handle,
     )));
 
     let http_addr = config.http.listen;
-    let matrix = match &config.matrix {
-        Some(m) => Some(Arc::new(
-            crate::bridge::matrix::start(m, hub.clone(), metrics.clone(), shutdown_rx.clone())
-                .await
-                .context("cannot start the Matrix bridge")?,
-        )),
-        None => None,
-    };
     let mut readiness: Vec<crate::server::ops::Probe> = Vec::new();
     if let Some(matrix) = &matrix {
         let matrix = matrix.clone();

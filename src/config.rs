@@ -211,6 +211,10 @@ pub struct MsnConfig {
     /// `host:port` that `XFR NS` names; defaults to `public_host` with the
     /// port of `notification_listen` (or `listen`).
     pub notification_public: Option<String>,
+    /// Most client connections open at once over every MSN listener; past it
+    /// new clients wait in the kernel's accept backlog until one closes.
+    /// Keep it below the process's open-file limit (`ulimit -n`).
+    pub max_connections: usize,
     /// Seconds a connection may take to sign in before it is closed.
     pub login_timeout_secs: u64,
     /// Seconds of client silence (no PNG, no command) after which a signed-in
@@ -309,6 +313,7 @@ impl Default for MsnConfig {
             dispatch_redirect: false,
             notification_listen: None,
             notification_public: None,
+            max_connections: 10_000,
             login_timeout_secs: 60,
             idle_timeout_secs: 180,
             switchboard_auth_timeout_secs: 60,
@@ -572,6 +577,9 @@ impl Config {
         }
         if self.irc.presence_interval_secs == 0 {
             return invalid("irc.presence_interval_secs", "must be at least 1");
+        }
+        if self.msn.max_connections == 0 {
+            return invalid("msn.max_connections", "must be at least 1");
         }
         if self.irc.send_burst == 0 {
             return invalid("irc.send_burst", "must be at least 1");

@@ -512,3 +512,29 @@ async fn json_logs_are_one_object_a_line_with_level_and_message() {
     }
     assert!(text.contains(r#""message":"stopped""#), "{text}");
 }
+
+#[tokio::test]
+async fn past_max_connections_a_new_client_waits_until_one_closes() {
+    let server = start_with(|c| c.msn.max_connections = 2).await;
+    let mut first = Client::connect(server.ns()).await;
+    first.send("VER 1 MSNP8 CVR0").await;
+    assert_eq!(render(&first.recv().await), "VER 1 MSNP8");
+    let mut second = Client::connect(server.ns()).await;
+    second.send("VER 1 MSNP8 CVR0").await;
+    assert_eq!(render(&second.recv().await), "VER 1 MSNP8");
+
+    // The third is taken by the kernel's backlog, not by msngate: nothing
+    // answers it while both slots are held...
+    let mut third = Client::connect(server.ns()).await;
+    third.send("VER 1 MSNP8 CVR0").await;
+    assert!(
+        third
+            .recv_within(std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a connection past msn.max_connections was served"
+    );
+    // ...and it is served as soon as one of them closes.
+    drop(first);
+    assert_eq!(render(&third.recv().await), "VER 1 MSNP8");
+}

@@ -5,9 +5,11 @@ pub mod app;
 pub mod bridge;
 pub mod config;
 pub mod core;
+pub mod keyed_lock;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 
 pub use msnp;

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub bridge_queue_depth: AtomicI64,
     pub bridge_delivery_failures: AtomicU64,
     pub bridge_reconnects: AtomicU64,
+    /// Tasks that panicked: a connection (closed) or a background loop
+    /// (started again by `supervise`).
+    pub task_panics: AtomicU64,
 }
 
 /// Keeps a gauge raised while alive.
@@ -190,6 +193,12 @@ impl Metrics {
             "msngate_bridge_reconnects_total {}",
             c(&self.bridge_reconnects)
         );
+        let _ = writeln!(
+            out,
+            "# HELP msngate_task_panics_total Tasks that panicked (a connection closed, or a background loop started again)."
+        );
+        let _ = writeln!(out, "# TYPE msngate_task_panics_total counter");
+        let _ = writeln!(out, "msngate_task_panics_total {}", c(&self.task_panics));
         out
     }
 }

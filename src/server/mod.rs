@@ -69,7 +69,7 @@ pub async fn accept_loop<F, Fut>(
                 }
             },
             Some(ended) = connections.join_next(), if !connections.is_empty() => {
-                report(ended);
+                report(&ctx.metrics, ended);
                 continue;
             }
             _ = shutdown.changed() => break,
@@ -94,7 +94,7 @@ pub async fn accept_loop<F, Fut>(
                             Err(_) => break 'accepting,
                         },
                         Some(ended) = connections.join_next(), if !connections.is_empty() => {
-                            report(ended);
+                            report(&ctx.metrics, ended);
                         }
                         _ = shutdown.changed() => break 'accepting,
                     }
@@ -112,14 +112,15 @@ pub async fn accept_loop<F, Fut>(
     // the whole drain.
     drop(listener);
     while let Some(ended) = connections.join_next().await {
-        report(ended);
+        report(&ctx.metrics, ended);
     }
 }
 
-fn report(ended: Result<(), tokio::task::JoinError>) {
+fn report(metrics: &crate::metrics::Metrics, ended: Result<(), tokio::task::JoinError>) {
     if let Err(e) = ended
         && e.is_panic()
     {
+        crate::metrics::Metrics::inc(&metrics.task_panics);
         tracing::error!(error = %e, "a connection task panicked; its connection is closed");
     }
 }

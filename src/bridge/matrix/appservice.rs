@@ -227,8 +227,9 @@ async fn transaction(State(inner): Shared, Path(txn): Path<String>, body: Bytes)
         .and_then(|v| v.as_array())
         .unwrap_or(&empty);
     tracing::debug!(%txn, events = events.len(), ephemeral = ephemeral.len(), "appservice transaction");
-    let _turn = inner.events_lock.lock().await;
     for event in events {
+        let room = event.get("room_id").and_then(|v| v.as_str()).unwrap_or("");
+        let _turn = inner.room_locks.lock(room).await;
         if let Err(e) = inner.handle_event(event).await {
             tracing::error!(%txn, error = %e, "cannot handle a Matrix event; the homeserver will resend the transaction");
             return error(

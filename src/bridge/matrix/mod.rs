@@ -34,11 +34,11 @@ use registration::Registration;
 use ruma::OwnedUserId;
 use ruma::api::client::{account, appservice as cs_appservice, presence as cs_presence, profile};
 use ruma::presence::PresenceState;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 /// Ghost presence is re-sent this often: Synapse turns a ghost nobody syncs
 /// for offline after about 30 s.
@@ -81,21 +81,29 @@ pub(crate) struct Inner {
     chats: chats::Chats,
     /// Registered ghosts and the display name last set for each.
     ghost_names: Mutex<HashMap<String, Option<String>>>,
-    /// Serialises the registration of one ghost.
-    ghost_lock: tokio::sync::Mutex<()>,
-    /// One Matrix event handled at a time (transactions and backfill), so
-    /// the processed-event check and the handling cannot interleave.
-    events_lock: tokio::sync::Mutex<()>,
+    /// Serialises the registration of each ghost (per ghost: one slow
+    /// registration does not hold up the others).
+    ghost_locks: crate::keyed_lock::KeyedLocks,
+    /// One event of a room handled at a time (transactions and backfill), so
+    /// the processed-event check and the handling cannot interleave; per
+    /// room, so a slow join or backfill stalls only its own room.
+    room_locks: crate::keyed_lock::KeyedLocks,
     /// Presence each online ghost must show; `dirty` ones are sent at once.
     presence: Mutex<HashMap<String, (GhostPresence, bool)>>,
     presence_wake: Notify,
     remote: Mutex<HashMap<String, RemoteUser>>,
     scan_wake: Notify,
-    deliver_tx: mpsc::UnboundedSender<String>,
+    /// Accounts with Matrix messages waiting to be handed over: a set, so a
+    /// burst of requests for one user is one pass and memory is bounded by
+    /// the number of accounts.
+    deliveries: Mutex<HashSet<String>>,
+    deliveries_wake: Notify,
     /// The last request failed as transient (for the reconnect counter).
     hs_down: AtomicBool,
     ready: AtomicBool,
     problem: Mutex<Option<String>>,
+    /// Flips at shutdown; supervised tasks are not started again after it.
+    shutdown: watch::Receiver<bool>,
 }
 
 /// The running bridge.
@@ -304,7 +312,6 @@ pub async fn start(
                 config.listen
             )
         })?;
-    let (deliver_tx, deliver_rx) = mpsc::unbounded_channel();
     let inner = Arc::new(Inner {
         hub: Arc::downgrade(&hub),
         metrics,
@@ -316,13 +323,15 @@ pub async fn start(
         queue: queue::Queue::default(),
         chats: chats::Chats::default(),
         ghost_names: Mutex::new(HashMap::new()),
-        ghost_lock: tokio::sync::Mutex::new(()),
-        events_lock: tokio::sync::Mutex::new(()),
+        ghost_locks: Default::default(),
+        room_locks: Default::default(),
         presence: Mutex::new(HashMap::new()),
         presence_wake: Notify::new(),
         remote: Mutex::new(HashMap::new()),
         scan_wake: Notify::new(),
-        deliver_tx,
+        deliveries: Mutex::new(HashSet::new()),
+        deliveries_wake: Notify::new(),
+        shutdown: shutdown.clone(),
         hs_down: AtomicBool::new(false),
         ready: AtomicBool::new(false),
         problem: Mutex::new(None),
@@ -358,11 +367,20 @@ pub async fn start(
     });
     inner.record_check(first);
 
-    tokio::spawn(inner.clone().check_loop(shutdown.clone()));
-    tokio::spawn(inner.clone().ghost_loop(shutdown.clone()));
-    tokio::spawn(inner.clone().presence_loop(shutdown.clone()));
-    tokio::spawn(inner.clone().delivery_loop(deliver_rx, shutdown.clone()));
-    tokio::spawn(inner.clone().sweep_loop(shutdown.clone()));
+    type Loop = fn(Arc<Inner>, watch::Receiver<bool>) -> BoxFuture<'static, ()>;
+    let loops: [(&'static str, Loop); 5] = [
+        ("matrix self-check", |i, s| Box::pin(i.check_loop(s))),
+        ("matrix ghosts", |i, s| Box::pin(i.ghost_loop(s))),
+        ("matrix presence", |i, s| Box::pin(i.presence_loop(s))),
+        ("matrix delivery", |i, s| Box::pin(i.delivery_loop(s))),
+        ("matrix inbox sweep", |i, s| Box::pin(i.sweep_loop(s))),
+    ];
+    for (name, run) in loops {
+        let (inner, stop) = (inner.clone(), shutdown.clone());
+        crate::supervise::supervise(name, inner.metrics.clone(), shutdown.clone(), move || {
+            run(inner.clone(), stop.clone())
+        });
+    }
     tokio::spawn(inner.clone().load_contacts());
     for session in hub.sessions() {
         inner.set_ghost_presence(&session.presence());
@@ -430,7 +448,7 @@ impl Inner {
         if self.ghost_names.lock().contains_key(local) {
             return Ok(user_id);
         }
-        let _guard = self.ghost_lock.lock().await;
+        let _turn = self.ghost_locks.lock(local).await;
         if self.ghost_names.lock().contains_key(local) {
             return Ok(user_id);
         }
@@ -785,24 +803,20 @@ impl Inner {
 
     /// Asks the delivery task to hand `local` what waits for them.
     fn request_delivery(&self, local: &str) {
-        let _ = self.deliver_tx.send(local.to_string());
+        if self.deliveries.lock().insert(local.to_string()) {
+            self.deliveries_wake.notify_one();
+        }
     }
 
-    async fn delivery_loop(
-        self: Arc<Self>,
-        mut rx: mpsc::UnboundedReceiver<String>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    async fn delivery_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let local = tokio::select! {
-                l = rx.recv() => match l { Some(l) => l, None => return },
-                _ = shutdown.changed() => return,
-            };
-            // Several requests for one user collapse into one pass.
-            let mut batch = vec![local];
-            while let Ok(more) = rx.try_recv() {
-                if !batch.contains(&more) {
-                    batch.push(more);
+            let batch: Vec<String> = self.deliveries.lock().drain().collect();
+            if batch.is_empty() {
+                // notify_one keeps a wake-up given while nobody waits, so a
+                // request made since the drain is not missed.
+                tokio::select! {
+                    _ = self.deliveries_wake.notified() => continue,
+                    _ = shutdown.changed() => return,
                 }
             }
             for local in batch {

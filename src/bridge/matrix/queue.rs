@@ -254,8 +254,16 @@ impl Inner {
             }
         };
         if start {
+            // Supervised: a lane whose task died would keep its jobs queued
+            // and never run them (a lane starts only when it is new).
             let inner = self.clone();
-            tokio::spawn(async move { inner.run_lane(lane).await });
+            let shutdown = inner.shutdown.clone();
+            crate::supervise::supervise(
+                "matrix request lane",
+                inner.metrics.clone(),
+                shutdown,
+                move || inner.clone().run_lane(lane.clone()),
+            );
         }
     }
 
@@ -498,7 +506,7 @@ impl Inner {
             } => {
                 // Events of the room that arrive meanwhile wait, so they are
                 // handled after the earlier ones read by the backfill.
-                let turn = self.events_lock.lock().await;
+                let turn = self.room_locks.lock(room).await;
                 self.join_ghost(room, local).await?;
                 self.backfill(room, local).await;
                 drop(turn);
@@ -602,7 +610,7 @@ impl Inner {
     /// Messages sent to a room before the ghost joined never reached the
     /// appservice (the homeserver sends a room's events only once one of our
     /// users is in it): read them now. Handled ones are skipped by event id.
-    /// The caller holds `events_lock`.
+    /// The caller holds the room's lock (`room_locks`).
     async fn backfill(self: &Arc<Self>, room: &str, local: &str) {
         let result: Result<(), ApiError> = async {
             let ghost = self.ensure_ghost(local).await?;

@@ -238,6 +238,7 @@ for source in markdown:
             broken += 1
             line = text.count("\n", 0, offset) + 1
             print(f"{source}:{line}: broken link ({dest}): {reason}")
+sys.stdout.flush()
 if broken:
     print(f"check-links: {broken} broken of {checked} links in {len(markdown)} Markdown files", file=sys.stderr)
     sys.exit(1)

@@ -7,6 +7,7 @@
 # Docker linters from PyPI into .test-services/), starts throwaway services on
 # 127.0.0.1 in .test-services/run-XXXXXX, runs `cargo test --workspace --locked
 # ARGS...` and scripts/check-docker.sh, and stops every service on exit.
+# First of all, scripts/check-links.sh checks the Markdown files' links.
 #
 # Switches (environment):
 #   MSNGATE_TEST_POSTGRES=0|1   PostgreSQL cluster (default 1)
@@ -65,6 +66,11 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 svc_log "msngate tests in $SVC_REPO_ROOT (postgres=$want_pg synapse=$want_synapse irc=$want_irc docker=$want_docker)"
+
+# ---- documentation links (well under a second; python3 is the only need)
+svc_log "scripts/check-links.sh"
+if ! command -v python3 >/dev/null 2>&1; then svc_apt_install python3 || exit 1; fi
+scripts/check-links.sh || exit 1
 
 command -v cargo >/dev/null 2>&1 || { svc_err "cargo is not on PATH (install Rust with rustup)"; exit 1; }
 

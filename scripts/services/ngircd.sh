@@ -7,7 +7,7 @@
 #   ngircd_stop     stop it (also a copy that a test restarted)
 #
 # Limits lifted (MaxConnectionsIP = 0, MaxPenaltyTime = 0) and no DNS/ident
-# lookups, as in shared/notes/test-services.md §2. ngircd does not accept
+# lookups (docs/testing.md describes the setup). ngircd does not accept
 # inline `;` comments after a value, so comments sit on their own lines.
 
 NGIRCD_BIN="${NGIRCD_BIN:-}"

@@ -8,7 +8,7 @@
 #
 # Loopback only, SQLite, client API only (no federation listener), no outbound
 # traffic (trusted_key_servers: [], federation whitelist empty, no stats, no URL
-# previews), rate limits lifted. Follows shared/notes/test-services.md §1.
+# previews), rate limits lifted. docs/testing.md describes the setup.
 #
 # The appservice registration is loaded at startup, so it must exist first:
 # MSNGATE_TEST_AS_REGISTRATION=<path> uses that file; otherwise a fixed test

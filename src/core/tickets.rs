@@ -1,6 +1,9 @@
-//! Passport tickets: what the HTTP login hands out and `USR TWN S` redeems.
+//! Passport tickets: what the HTTP login hands out and `USR TWN S` /
+//! `USR SSO S` redeem.
 //!
 //! Random (2 × 128 bits), bound to one account, short-lived and single-use.
+//! A ticket issued by the SSO token service (MSNP15+) also carries its proof
+//! key, the secret the client's MBI response to the nonce is checked with.
 //! Kept in memory: a restart only makes clients sign in again.
 
 use parking_lot::Mutex;
@@ -9,8 +12,17 @@ use std::time::{Duration, Instant};
 
 pub struct TicketIssuer {
     lifetime: Duration,
-    tickets: Mutex<HashMap<String, (String, Instant)>>,
+    tickets: Mutex<HashMap<String, Issued>>,
 }
+
+struct Issued {
+    owner: String,
+    expires: Instant,
+    proof_key: Option<ProofKey>,
+}
+
+/// The 24 random bytes sent as a token's `BinarySecret`.
+pub type ProofKey = [u8; 24];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TicketError {
@@ -33,13 +45,33 @@ impl TicketIssuer {
     /// Issues a ticket for `handle` (canonical form), in the `t=…&p=…` shape
     /// clients expect: no spaces, commas or quotes.
     pub fn issue(&self, handle: &str) -> String {
+        self.insert(handle, None)
+    }
+
+    /// Issues a ticket with a fresh proof key (the SSO token of
+    /// `messengerclear.live.com`); [`TicketIssuer::redeem_with_proof`] gives
+    /// the key back to the notification server.
+    pub fn issue_with_proof(&self, handle: &str) -> (String, ProofKey) {
+        let mut key = [0u8; 24];
+        rand::fill(&mut key);
+        (self.insert(handle, Some(key)), key)
+    }
+
+    fn insert(&self, handle: &str, proof_key: Option<ProofKey>) -> String {
         let ticket = format!("t={}&p={}", random_hex(), random_hex());
         let now = Instant::now();
         let mut tickets = self.tickets.lock();
         if tickets.len() > 1024 {
-            tickets.retain(|_, (_, expires)| *expires > now);
+            tickets.retain(|_, issued| issued.expires > now);
         }
-        tickets.insert(ticket.clone(), (handle.to_string(), now + self.lifetime));
+        tickets.insert(
+            ticket.clone(),
+            Issued {
+                owner: handle.to_string(),
+                expires: now + self.lifetime,
+                proof_key,
+            },
+        );
         ticket
     }
 
@@ -51,21 +83,30 @@ impl TicketIssuer {
     /// ticket is what comes before the first of them; a forged prefix still
     /// finds nothing.
     pub fn redeem(&self, ticket: &str, handle: &str) -> Result<(), TicketError> {
+        self.redeem_with_proof(ticket, handle).map(|_| ())
+    }
+
+    /// As [`TicketIssuer::redeem`], also returning the proof key the ticket
+    /// was issued with (`None` for a Passport 1.4 / RST ticket).
+    pub fn redeem_with_proof(
+        &self,
+        ticket: &str,
+        handle: &str,
+    ) -> Result<Option<ProofKey>, TicketError> {
         let ticket = ticket.split(['\'', ',']).next().unwrap_or_default();
         let mut tickets = self.tickets.lock();
-        let Some((owner, expires)) = tickets.get(ticket) else {
+        let Some(issued) = tickets.get(ticket) else {
             return Err(TicketError::Unknown);
         };
-        if *expires <= Instant::now() {
+        if issued.expires <= Instant::now() {
             tickets.remove(ticket);
             return Err(TicketError::Expired);
         }
-        if owner != handle {
+        if issued.owner != handle {
             // Not consumed: the rightful owner may still use it.
             return Err(TicketError::WrongAccount);
         }
-        tickets.remove(ticket);
-        Ok(())
+        Ok(tickets.remove(ticket).and_then(|issued| issued.proof_key))
     }
 }
 
@@ -105,6 +146,31 @@ mod tests {
         assert_eq!(
             short.redeem(&t, "alice@example.com"),
             Err(TicketError::Expired)
+        );
+    }
+
+    #[test]
+    fn an_sso_ticket_gives_back_its_proof_key_once() {
+        let issuer = TicketIssuer::new(Duration::from_secs(60));
+        let (t, key) = issuer.issue_with_proof("alice@example.com");
+        let (other, other_key) = issuer.issue_with_proof("alice@example.com");
+        assert_ne!(key, other_key);
+        assert_eq!(
+            issuer.redeem_with_proof(&t, "alice@example.com"),
+            Ok(Some(key))
+        );
+        assert_eq!(
+            issuer.redeem_with_proof(&t, "alice@example.com"),
+            Err(TicketError::Unknown)
+        );
+        let plain = issuer.issue("alice@example.com");
+        assert_eq!(
+            issuer.redeem_with_proof(&plain, "alice@example.com"),
+            Ok(None)
+        );
+        assert_eq!(
+            issuer.redeem_with_proof(&other, "alice@example.com"),
+            Ok(Some(other_key))
         );
     }
 }

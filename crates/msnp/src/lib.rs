@@ -4,11 +4,15 @@
 //! this crate renders. That keeps the protocol unit-testable against the
 //! reference vectors and fuzzable without a runtime.
 
+pub mod adl;
 pub mod auth;
+pub mod cid;
 pub mod codec;
 pub mod dialect;
 pub mod error;
 pub mod mime;
+pub mod oim;
 pub mod psm;
+pub mod sso;
 pub mod urlenc;
 pub mod xml;

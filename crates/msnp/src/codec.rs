@@ -59,11 +59,20 @@ pub const WLM_SERVER_PAYLOAD_COMMANDS: &[&str] = &[
     "MSG", "UBX", "GCF", "UUX", "NOT", "IPG", "ADL", "RML", "FQY", "UUN", "UBN", "UBM",
 ];
 /// Server → client payload commands in P18: the P13 set plus the circle
-/// commands `NFY`, `PUT` (`PUT trid OK <len>`), `SDG` and `DEL`.
+/// commands `NFY`, `PUT` (`PUT trid OK <len>`), `SDG`, `DEL` and `GET`
+/// (MSNPSharp's notification reader lists all five).
 pub const P18_SERVER_PAYLOAD_COMMANDS: &[&str] = &[
     "MSG", "UBX", "GCF", "UUX", "NOT", "IPG", "ADL", "RML", "FQY", "UUN", "UBN", "UBM", "NFY",
-    "PUT", "SDG", "DEL",
+    "PUT", "SDG", "DEL", "GET",
 ];
+
+/// Error replies that MSNPSharp (P18) always reads a payload after: it
+/// takes the line's trailing number as the payload length, so `241 8`
+/// makes it wait for 8 bytes. A P13+ server sends these as
+/// `NNN trid <len>` (+ payload, `len` may be 0), which retro-prpl reads
+/// the same way (its `ADL`/`RML`/`FQY` error handlers take field 2 as the
+/// length).
+pub const WLM_ERRORS_WITH_PAYLOAD: &[u16] = &[203, 204, 205, 210, 234, 241, 508, 509, 511, 933];
 
 /// Which side of the connection wrote the bytes being decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

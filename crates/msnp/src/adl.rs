@@ -304,7 +304,7 @@ impl MembershipList {
         }
         for domain in domains {
             out.push_str("<d n=\"");
-            out.push_str(&xml::escape(domain));
+            out.push_str(&escape_attribute(domain));
             out.push_str("\">");
             for entry in self.entries.iter().filter(|entry| entry.domain == domain) {
                 render_entry(&mut out, entry, order);
@@ -322,9 +322,23 @@ enum AttributeOrder {
     Client,
 }
 
+/// XML-escapes an attribute value, writing tab, CR and LF as character
+/// references so the document stays free of whitespace other than the
+/// single spaces between attributes (a parser would turn them into spaces).
+fn escape_attribute(value: &str) -> String {
+    let escaped = xml::escape(value);
+    if !escaped.contains(['\t', '\n', '\r']) {
+        return escaped;
+    }
+    escaped
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+}
+
 fn render_entry(out: &mut String, entry: &ListEntry, order: AttributeOrder) {
     out.push_str("<c n=\"");
-    out.push_str(&xml::escape(&entry.local));
+    out.push_str(&escape_attribute(&entry.local));
     out.push('"');
     let lists = (!entry.lists.is_empty()).then(|| format!(" l=\"{}\"", entry.lists.bits()));
     let network = entry.network.map(|network| format!(" t=\"{network}\""));
@@ -337,7 +351,7 @@ fn render_entry(out: &mut String, entry: &ListEntry, order: AttributeOrder) {
     }
     if let Some(name) = &entry.friendly_name {
         out.push_str(" f=\"");
-        out.push_str(&xml::escape(name));
+        out.push_str(&escape_attribute(name));
         out.push('"');
     }
     out.push_str(" />");
@@ -465,6 +479,13 @@ impl<'a> Parser<'a> {
             }
             let value =
                 xml::unescape(raw).ok_or(self.syntax("bad entity in an attribute value"))?;
+            if value
+                .chars()
+                .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            {
+                // Not allowed in XML 1.0 at all, escaped or not.
+                return Err(self.syntax("control character in an attribute value"));
+            }
             self.pos += end + 1;
             if attributes.iter().any(|(seen, _)| *seen == name) {
                 return Err(self.syntax("duplicate attribute"));
@@ -822,6 +843,19 @@ mod tests {
             3
         );
         assert_eq!(MembershipList::default().to_xml(), "<ml></ml>");
+        let mut multi_line = entry("bob@example.com", 1, None);
+        multi_line.friendly_name = Some("two\nlines\t".into());
+        let list = MembershipList {
+            initial: false,
+            entries: vec![multi_line],
+        };
+        let xml = list.to_xml();
+        assert!(xml.contains("f=\"two&#10;lines&#9;\""), "{xml}");
+        assert_eq!(MembershipList::parse(xml.as_bytes()).unwrap(), list);
+        assert!(matches!(
+            MembershipList::parse(b"<ml><d n=\"a.com\"><c n=\"x\" f=\"&#1;\" /></d></ml>"),
+            Err(AdlError::Syntax { .. })
+        ));
     }
 
     #[test]

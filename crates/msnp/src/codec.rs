@@ -252,7 +252,9 @@ impl Decoder {
 
     /// Bytes the buffer may hold before a complete command must have arrived.
     pub fn max_buffered(&self) -> usize {
-        self.max_line + 2 + self.max_payload
+        self.max_line
+            .saturating_add(2)
+            .saturating_add(self.max_payload)
     }
 
     /// This decoder bound to one byte stream (see [`StreamDecoder`]).
@@ -285,7 +287,7 @@ impl Decoder {
             state.pending = None;
         }
         if let Some(pending) = &state.pending {
-            if buf.len() < pending.line_end + pending.len {
+            if buf.len() < pending.line_end.saturating_add(pending.len) {
                 return Ok(None);
             }
             let Some(pending) = state.pending.take() else {
@@ -307,7 +309,7 @@ impl Decoder {
             state.bytes_examined += searched as u64;
             let Some(lf) = found.map(|offset| from + offset) else {
                 // +1: the line's CR may already be here while its LF is not.
-                if buf.len() > self.max_line + 1 {
+                if buf.len() > self.max_line.saturating_add(1) {
                     return Err(FrameError::LineTooLong { max: self.max_line });
                 }
                 state.scanned = buf.len();
@@ -347,9 +349,11 @@ impl Decoder {
                     max: self.max_payload,
                 });
             }
-            if buf.len() < lf + 1 + len {
+            // Saturating: a caller may allow payloads up to usize::MAX.
+            let end = (lf + 1).saturating_add(len);
+            if buf.len() < end {
                 // Reserve once so a large payload arriving in pieces is not re-copied.
-                buf.reserve(lf + 1 + len - buf.len());
+                buf.reserve(end - buf.len());
                 state.pending = Some(PendingPayload {
                     line_end: lf + 1,
                     len,

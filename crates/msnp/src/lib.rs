@@ -13,7 +13,8 @@
 //!   ids up to WLM 2009); [`sso`]: the MSNP15+ MBI key response;
 //!   [`oim`]: the offline-message lock key.
 //! * [`adl`]: the `<ml>` documents of `ADL`/`RML`/`FQY` (MSNP13+);
-//!   [`cid`]: the 64-bit contact id and its wire forms.
+//!   [`cid`]: the 64-bit contact id and its wire forms; [`endpoint`]: P16+
+//!   machine GUIDs and `email;{guid}` handles.
 //! * [`mime`], [`psm`], [`urlenc`], [`xml`], [`error`]: payloads, personal
 //!   messages, encodings and error replies shared by all dialects.
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod cid;
 pub mod codec;
 pub mod dialect;
+pub mod endpoint;
 pub mod error;
 pub mod mime;
 pub mod oim;

@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use msnp::adl::{ListEntry, Lists, MembershipList, NetworkId};
 use msnp::cid::Cid;
+use msnp::endpoint::{self, EndpointHandle, MachineGuid};
 use msnp::sso;
 use proptest::prelude::*;
 
@@ -113,5 +114,23 @@ proptest! {
         prop_assert_eq!(Cid::from_hex(&cid.to_hex()), Some(cid));
         prop_assert_eq!(Cid::from_signed_decimal(&cid.to_signed_decimal()), Some(cid));
         prop_assert_eq!(cid.to_hex().len(), 16);
+    }
+
+    #[test]
+    fn endpoint_handles_round_trip_and_never_panic(bytes in any::<[u8; 16]>(), upper in any::<bool>(), junk in any::<String>()) {
+        let text = format!(
+            "{}-{}-{}-{}-{}",
+            hex::encode(&bytes[..4]), hex::encode(&bytes[4..6]), hex::encode(&bytes[6..8]),
+            hex::encode(&bytes[8..10]), hex::encode(&bytes[10..])
+        );
+        let text = if upper { text.to_ascii_uppercase() } else { text };
+        let guid = MachineGuid::parse(&text).unwrap();
+        prop_assert_eq!(MachineGuid::parse(&guid.braced()), Some(guid.clone()));
+        let handle = EndpointHandle::parse(&endpoint::endpoint_handle("bob@example.com", &guid)).unwrap();
+        prop_assert_eq!(handle.endpoint, Some(guid.clone()));
+        let routed = EndpointHandle::parse(&endpoint::epid_handle("1:bob@example.com", &guid)).unwrap();
+        prop_assert_eq!(routed.email, "bob@example.com");
+        let _ = EndpointHandle::parse(&junk);
+        let _ = MachineGuid::parse(&junk);
     }
 }

@@ -99,15 +99,16 @@ fn check_command(decoder: &Decoder, command: &Command) {
     let _ = command.trid();
     let _ = command.is_error();
 
-    // `Command::encode` appends the payload length itself, so the length
-    // argument the decoder kept is left out before re-encoding. The decoder
-    // accepts leading zeros ("008"); the re-encoded form has none.
-    let mut to_encode = command.clone();
+    // `Command::encode` drops a payload command's last argument (the
+    // decoded length) and writes the payload's length anew, so the command
+    // is encoded as decoded. The decoder accepts leading zeros ("008"); the
+    // re-encoded form has none.
+    let to_encode = command.clone();
     let mut expected = command.clone();
     if let Some(payload) = &command.payload {
-        let length = to_encode.args.pop();
-        let parsed = length
-            .as_deref()
+        let parsed = command
+            .args
+            .last()
             .and_then(|digits| digits.parse::<usize>().ok());
         assert_eq!(parsed, Some(payload.len()), "{command:?}");
         if let Some(last) = expected.args.last_mut() {

@@ -241,6 +241,11 @@ impl Decoder {
         self
     }
 
+    /// Changes the payload limit in place.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.max_payload = max_payload;
+    }
+
     pub fn direction(&self) -> Direction {
         self.direction
     }
@@ -472,6 +477,14 @@ impl StreamDecoder {
     /// its line read again.
     pub fn set_dialect(&mut self, dialect: Dialect) {
         self.decoder.set_dialect(dialect);
+        self.forget_position();
+    }
+
+    /// Changes the payload limit from the next command on (e.g. to
+    /// [`MAX_WLM_NOTIFICATION_PAYLOAD`] once `VER` chose a P13+ dialect).
+    /// A payload header already parsed is read again under the new limit.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.decoder.set_max_payload(max_payload);
         self.forget_position();
     }
 
@@ -812,6 +825,11 @@ UBN alice@example.com 4 2\r\nbyFQY 12 1\r\nf";
         let ver = d.decode(&mut buf).unwrap().unwrap();
         assert_eq!(ver.name, "VER");
         d.set_dialect(Dialect::MSNP18);
+        d.set_max_payload(MAX_WLM_NOTIFICATION_PAYLOAD);
+        assert_eq!(
+            d.max_buffered(),
+            MAX_LINE + 2 + MAX_WLM_NOTIFICATION_PAYLOAD
+        );
         let adl = d.decode(&mut buf).unwrap().unwrap();
         assert_eq!(adl.payload.as_deref(), Some(&b"<ml l=\"1\"></ml>"[..]));
         assert!(buf.is_empty());

@@ -4,6 +4,7 @@
 //! This crate has no random number generator: callers pass randomness in,
 //! which keeps every function here deterministic and testable.
 
+use crate::dialect::Dialect;
 use md5::{Digest, Md5};
 
 /// Lower-case hex MD5 of `data`.
@@ -113,6 +114,37 @@ pub fn find_product(product_id: &str) -> Option<&'static Product> {
     PRODUCTS.iter().find(|product| product.id == product_id)
 }
 
+/// The product ids clients of a WLM dialect answer `CHL` with
+/// (wlm/notification.md §9); empty below P13. A verifier accepts every
+/// known id in every dialect ([`verify_qry`]): retro-prpl speaks P18 but
+/// answers with the P15 id `PROD0119GSJUC$18`.
+pub fn wlm_product_ids(dialect: Dialect) -> &'static [&'static str] {
+    match dialect.number() {
+        ..=12 => &[],
+        13..=14 => &["PROD01065C%ZFN6F", "PROD0112J1LW7%NB"],
+        15 => &[
+            "PROD0113H11T8$X_",
+            "PROD0114ES4Z%Q5W",
+            "PROD0118R6%2WYOS",
+            "PROD0119GSJUC$18",
+        ],
+        _ => &["PROD0120PW!CCV9@", "PROD0119GSJUC$18"],
+    }
+}
+
+/// The product a test client speaking a WLM dialect answers with: the id
+/// of the client that is confirmed by two sources for that dialect
+/// (WLM 8.0, WLM 8.1, WLM 2009/MSNPSharp). `None` below P13.
+pub fn wlm_client_product(dialect: Dialect) -> Option<&'static Product> {
+    let id = match dialect.number() {
+        ..=12 => return None,
+        13..=14 => "PROD01065C%ZFN6F",
+        15 => "PROD0113H11T8$X_",
+        _ => "PROD0120PW!CCV9@",
+    };
+    find_product(id)
+}
+
 /// P6–P10 answer: lower-case hex MD5(challenge ‖ key).
 pub fn challenge_md5(challenge: &str, key: &str) -> String {
     hex::encode(md5_of_pair(challenge.as_bytes(), key.as_bytes()))
@@ -198,7 +230,7 @@ pub fn challenge_msnp11(challenge: &str, product_id: &str, product_key: &str) ->
 
 /// Compares a client's hex answer with the expected lower-case hex
 /// without an early exit, ignoring the case of the client's hex digits.
-fn hex_answer_matches(answer: &[u8], expected: &str) -> bool {
+pub(crate) fn hex_answer_matches(answer: &[u8], expected: &str) -> bool {
     let expected = expected.as_bytes();
     if answer.len() != expected.len() {
         return false;

@@ -10,5 +10,6 @@ pub mod dialect;
 pub mod error;
 pub mod mime;
 pub mod psm;
+pub mod soap;
 pub mod urlenc;
 pub mod xml;

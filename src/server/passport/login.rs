@@ -1,15 +1,15 @@
 //! The Passport 1.4 ("Tweener") login, `/login2.srf` (login.md §7.2).
 
 use super::header_case::with_header_case;
-use super::{Passport, Refusal, empty, loggable, peer, source_ip};
+use super::{Client, Passport, Refusal, empty, header_value};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// The `cbtxt` of a refusal, URL-encoded as clients expect.
-pub(super) const FAILURE_TEXT: &str = "Wrong%20e-mail%20address%20or%20password";
+const FAILURE_TEXT: &str = "Wrong%20e-mail%20address%20or%20password";
 
 /// `sign-in` and `pwd` of a Passport 1.4 `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,54 +59,70 @@ pub(super) async fn handler(
     State(passport): State<Arc<Passport>>,
     request: Request,
 ) -> Response<Body> {
-    let peer = peer(&request);
-    let source = source_ip(&request);
+    let client = Client::of(&request, "login2.srf");
     let credentials = match request.headers().get(header::AUTHORIZATION) {
         Some(value) => parse_authorization(value.as_bytes())
             .ok_or(Refusal::Malformed("no sign-in or pwd field")),
         None => Err(Refusal::Malformed("no Authorization header")),
     };
-    let (handle, outcome) = match credentials {
-        Ok(c) => {
-            let outcome = passport.check(&c.handle, &c.password, source).await;
-            (c.handle, outcome)
-        }
-        Err(refusal) => (String::new(), Err(refusal)),
-    };
-    let response = match outcome {
-        Ok(account) => {
-            let ticket = passport.hub.tickets.issue(&account.handle);
-            info!(handle = %account.handle, %peer, route = "login2.srf", "passport sign-in accepted");
-            passport.count(true);
-            let value = format!(
-                "Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,from-PP='{ticket}',ru=http://messenger.msn.com"
-            );
-            match HeaderValue::from_str(&value) {
-                Ok(value) => {
-                    let mut response = empty(StatusCode::OK);
-                    response
-                        .headers_mut()
-                        .insert(HeaderName::from_static("authentication-info"), value);
-                    response
-                }
-                Err(_) => empty(StatusCode::INTERNAL_SERVER_ERROR),
+    let response = match credentials {
+        Err(refusal) => refuse(&passport, &client, "", &refusal),
+        Ok(c) => match passport.check(&c.handle, &c.password, client.source).await {
+            Ok(account) => {
+                let ticket = passport.hub.tickets.issue(&account.handle);
+                passport.accepted(&client, &account.handle);
+                success(&client, &ticket)
             }
-        }
-        Err(Refusal::Unavailable(e)) => {
-            warn!(handle = %loggable(&handle), %peer, route = "login2.srf", error = %e, "passport sign-in failed: account store unavailable");
-            empty(StatusCode::INTERNAL_SERVER_ERROR)
-        }
-        Err(refusal) => {
-            info!(handle = %loggable(&handle), %peer, route = "login2.srf", reason = %refusal, "passport sign-in refused");
-            passport.count(false);
-            let mut response = empty(StatusCode::UNAUTHORIZED);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, passport.failure.clone());
-            response
-        }
+            Err(refusal @ Refusal::Unavailable(_)) => {
+                passport.failed(&client, &c.handle, &refusal);
+                empty(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Err(refusal) => refuse(&passport, &client, &c.handle, &refusal),
+        },
     };
     with_header_case(response).await
+}
+
+/// `200` with the ticket in `Authentication-Info`.
+fn success(client: &Client, ticket: &str) -> Response<Body> {
+    let value = format!(
+        "Passport1.4 da-status=success,tname=MSPAuth,tname=MSPProf,tname=MSPSec,from-PP='{ticket}',ru=http://messenger.msn.com"
+    );
+    match HeaderValue::from_str(&value) {
+        Ok(value) => {
+            let mut response = empty(StatusCode::OK);
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("authentication-info"), value);
+            response
+        }
+        Err(e) => {
+            // Tickets are hex and ASCII punctuation: this is a bug here.
+            warn!(peer = %client.peer, route = client.route, error = %e, "passport ticket does not fit a header; answering 500");
+            empty(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// `401` with the Passport challenge, logged and counted.
+fn refuse(passport: &Passport, client: &Client, handle: &str, refusal: &Refusal) -> Response<Body> {
+    passport.refused(client, handle, refusal);
+    let mut response = empty(StatusCode::UNAUTHORIZED);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, passport.failure.clone());
+    response
+}
+
+/// The `WWW-Authenticate` value of every refusal, for a server whose
+/// public URL is `base` (sanitised).
+pub(super) fn failure_challenge(base: &str) -> HeaderValue {
+    header_value(
+        format!(
+            "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt,cburl={base}/logo.png,cbtxt={FAILURE_TEXT}"
+        ),
+        "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt",
+    )
 }
 
 #[cfg(test)]

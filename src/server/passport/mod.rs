@@ -76,7 +76,7 @@ mod serve;
 pub use header_case::header_case;
 pub use legacy_request_line::LegacyRequestLine;
 pub use login::{Credentials, parse_authorization};
-pub use rst::{MAX_RST_BODY, RstRequest, TokenRequest, parse_rst, xml_escape, xml_unescape};
+pub use rst::MAX_RST_BODY;
 pub use serve::{serve, tls_server_config};
 
 use crate::config::Config;
@@ -92,6 +92,7 @@ use axum::routing::{any, post};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::{info, warn};
 
 /// What every Passport route shares.
 struct Passport {
@@ -113,6 +114,56 @@ impl Passport {
             });
         }
     }
+
+    /// Logs and counts an accepted sign-in.
+    fn accepted(&self, client: &Client, handle: &str) {
+        let Client { peer, route, .. } = client;
+        info!(%handle, %peer, route, "passport sign-in accepted");
+        self.count(true);
+    }
+
+    /// Logs why a sign-in was refused, and counts it; `handle` is empty
+    /// when the request named none.
+    fn refused(&self, client: &Client, handle: &str, reason: &dyn std::fmt::Display) {
+        let Client { peer, route, .. } = client;
+        if handle.is_empty() {
+            info!(%peer, route, %reason, "passport sign-in refused");
+        } else {
+            info!(handle = %loggable(handle), %peer, route, %reason, "passport sign-in refused");
+        }
+        self.count(false);
+    }
+
+    /// Logs a sign-in that failed on our side (not counted as a refusal:
+    /// the client did nothing wrong).
+    fn failed(&self, client: &Client, handle: &str, error: &dyn std::fmt::Display) {
+        let Client { peer, route, .. } = client;
+        warn!(handle = %loggable(handle), %peer, route, %error, "passport sign-in failed");
+    }
+}
+
+/// Who sent a request, for the sign-in limits and the log lines.
+struct Client {
+    peer: String,
+    /// Unspecified when unknown: all such requests then share one
+    /// source's limits.
+    source: IpAddr,
+    /// The route, as logged (`login2.srf`, `RST.srf`, …).
+    route: &'static str,
+}
+
+impl Client {
+    fn of(request: &Request, route: &'static str) -> Client {
+        let address = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| *addr);
+        Client {
+            peer: address.map_or_else(|| "-".into(), |a| a.to_string()),
+            source: address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
+            route,
+        }
+    }
 }
 
 /// The Passport routes (nexus, login, RST), ready to be merged with others.
@@ -128,28 +179,11 @@ pub fn router_with_metrics(hub: Arc<Hub>, config: Arc<Config>, metrics: Arc<Metr
 
 fn build(hub: Arc<Hub>, config: Arc<Config>, metrics: Option<Arc<Metrics>>) -> Router {
     let base = sanitize_url(&config.http.public_url);
-    let login_host = base
-        .split_once("://")
-        .map_or(base.as_str(), |(_, rest)| rest);
-    let nexus = format!(
-        "DARealm=Passport.Net,DALogin={login_host}/login2.srf,DAReg={base}/reg,Properties={base}/properties,\
-         Privacy={base}/privacy,GeneralRedir={base}/redir,Help={base}/help,ConfigVersion=15"
-    );
-    let failure = format!(
-        "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt,cburl={base}/logo.png,cbtxt={}",
-        login::FAILURE_TEXT
-    );
     let state = Arc::new(Passport {
         hub,
         ticket_lifetime: Duration::from_secs(config.auth.ticket_lifetime_secs),
-        nexus: header_value(
-            nexus,
-            "DARealm=Passport.Net,DALogin=localhost/login2.srf,ConfigVersion=15",
-        ),
-        failure: header_value(
-            failure,
-            "Passport1.4 da-status=failed,srealm=Passport.NET,ts=-3,prompt",
-        ),
+        nexus: nexus::passport_urls(&base),
+        failure: login::failure_challenge(&base),
         metrics,
     });
     Router::new()
@@ -173,22 +207,6 @@ fn sanitize_url(url: &str) -> String {
 
 fn header_value(text: String, fallback: &'static str) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(fallback))
-}
-
-fn peer(request: &Request) -> String {
-    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => addr.to_string(),
-        None => "-".into(),
-    }
-}
-
-/// The client's address, for the sign-in limits (unspecified when unknown:
-/// all such requests then share one source's limits).
-fn source_ip(request: &Request) -> IpAddr {
-    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => addr.ip(),
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    }
 }
 
 /// An untrusted string made safe and short for a log line.

@@ -32,7 +32,7 @@ const HEADER_SPELLINGS: [&str; 12] = [
 static HEADER_CASE: tokio::sync::OnceCell<Option<Extensions>> = tokio::sync::OnceCell::const_new();
 
 /// Response extensions that make hyper write the names of
-/// [`HEADER_SPELLINGS`] in that spelling (see the module docs). `None` if
+/// `HEADER_SPELLINGS` in that spelling (see [`super`], "Header case"). `None` if
 /// they could not be obtained (logged once); responses then go out in
 /// lower (or title) case.
 pub async fn header_case() -> Option<&'static Extensions> {

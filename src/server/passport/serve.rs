@@ -7,29 +7,23 @@ use crate::config::TlsConfig;
 use anyhow::Context as _;
 use axum::Router;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::info;
+use tracing::{debug, info};
 
-/// Builds the rustls server configuration from PEM files, with the ring
-/// provider set explicitly (no process-wide default needed).
+/// How long a new connection may take to send its first request, and a
+/// request its headers.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long open connections get to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The rustls server configuration for `http.tls` (see
+/// [`crate::tls::server_config`]), offering HTTP/1.1 and HTTP/1.0 by ALPN.
 pub fn tls_server_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
-    let certificates = crate::tls::certificates(&tls.certificate, "http.tls.certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&tls.private_key).with_context(|| {
-        format!(
-            "http.tls.private_key: cannot read a private key from {}",
-            tls.private_key.display()
-        )
-    })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .context("rustls: no usable protocol version")?
-        .with_no_client_auth()
-        .with_single_cert(certificates, key)
-        .context("http.tls: the certificate and private key do not form a usable pair")?;
+    let mut config = crate::tls::server_config(&tls.certificate, &tls.private_key, "http.tls")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(config)
 }
@@ -41,7 +35,7 @@ macro_rules! configure_http1 {
             .http_builder()
             .http1()
             .title_case_headers(true)
-            .header_read_timeout(Some(Duration::from_secs(30)))
+            .header_read_timeout(Some(REQUEST_TIMEOUT))
             .max_buf_size(64 * 1024)
             .max_headers(64);
     }};
@@ -64,24 +58,23 @@ pub async fn serve(
         let handle = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
-            handle.graceful_shutdown(Some(Duration::from_secs(5)));
+            handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
         })
     };
     let make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum_server::from_tcp(listener)
         .context("cannot use the HTTP listener")?
         .handle(handle)
-        .http1_only();
+        .http1_only()
+        .first_request_timeout(REQUEST_TIMEOUT)
+        .accept_error_handler(log_accept_error);
     let result = match tls_config {
         None => {
             info!(address = ?local, "Passport HTTP listening");
             let mut server =
                 server.acceptor(LegacyAcceptor(axum_server::accept::NoDelayAcceptor::new()));
             configure_http1!(server);
-            server
-                .first_request_timeout(Duration::from_secs(30))
-                .serve(make_service)
-                .await
+            server.serve(make_service).await
         }
         Some(config) => {
             info!(address = ?local, "Passport HTTPS listening");
@@ -90,12 +83,21 @@ pub async fn serve(
                 .acceptor(axum_server::accept::NoDelayAcceptor::new());
             let mut server = server.acceptor(LegacyAcceptor(acceptor));
             configure_http1!(server);
-            server
-                .first_request_timeout(Duration::from_secs(30))
-                .serve(make_service)
-                .await
+            server.serve(make_service).await
         }
     };
     stopper.abort();
     result.context("Passport HTTP server failed")
+}
+
+/// Says why a connection was dropped before HTTP began: with a peer, its
+/// acceptor failed (TLS handshake refused or timed out); without, the
+/// listener could not accept (the server retries).
+fn log_accept_error(peer: Option<&SocketAddr>, error: &io::Error) {
+    match peer {
+        Some(peer) => {
+            debug!(%peer, %error, "closing HTTP connection before its first request: TLS handshake or socket setup failed");
+        }
+        None => debug!(%error, "HTTP listener cannot accept a connection; retrying"),
+    }
 }

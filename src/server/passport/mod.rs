@@ -257,6 +257,8 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Passport {
+    /// Checks a sign-in's password (the account store applies its delays
+    /// and limits per account and per `source`).
     async fn check(
         &self,
         handle: &str,

@@ -1,9 +1,9 @@
-//! TLS settings shared by the HTTP server and the IRC bridge (rustls with
+//! TLS settings of the HTTP server and the IRC bridge (rustls with
 //! the ring provider set explicitly: no process-wide default is needed).
 
 use anyhow::Context as _;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +17,31 @@ pub fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer
         anyhow::bail!("{key}: no certificate in {}", path.display());
     }
     Ok(certificates)
+}
+
+/// A server configuration presenting the certificate chain in
+/// `certificate` with the key in `private_key` (PEM files); `key` names the
+/// config section in errors (`http.tls`). No client authentication.
+pub fn server_config(
+    certificate: &Path,
+    private_key: &Path,
+    key: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let certificates = certificates(certificate, &format!("{key}.certificate"))?;
+    let private_key_der = PrivateKeyDer::from_pem_file(private_key).with_context(|| {
+        format!(
+            "{key}.private_key: cannot read a private key from {}",
+            private_key.display()
+        )
+    })?;
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("rustls: no usable protocol version")?
+        .with_no_client_auth()
+        .with_single_cert(certificates, private_key_der)
+        .with_context(|| {
+            format!("{key}: the certificate and private key do not form a usable pair")
+        })
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {

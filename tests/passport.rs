@@ -823,3 +823,133 @@ async fn logins_and_refusals_are_counted() {
     assert_eq!(metrics.passport_refusals.load(Ordering::Relaxed), 3);
     gw.stop().await;
 }
+
+/// Everything msngate logs at debug level and above while this test binary
+/// runs (one global subscriber; each test finds its own lines by peer).
+fn captured_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
+        let sink = log.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("msngate=debug"))
+            .with_ansi(false)
+            .with_writer(move || LogWriter(sink.clone()))
+            .try_init()
+            .unwrap();
+        log
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The first log line about `peer` containing every one of `parts`,
+/// waiting for it up to [`WAIT`].
+async fn log_line(peer: SocketAddr, parts: &[&str]) -> String {
+    let log = captured_log();
+    let peer = format!("peer={peer}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains(&peer) && parts.iter().all(|p| l.contains(p)))
+        {
+            return line.to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no log line about {peer} with {parts:?} in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `request` on a fresh connection; returns our end's address (the
+/// server's `peer`) and the reply.
+async fn exchange_from(gw: &Gateway, request: &[u8]) -> (SocketAddr, Reply) {
+    let mut stream = gw.connect().await;
+    let me = stream.local_addr().unwrap();
+    stream.write_all(request).await.unwrap();
+    (me, read_reply(&mut stream).await)
+}
+
+#[tokio::test]
+async fn refusals_say_why_in_the_log() {
+    captured_log();
+    let gw = Gateway::start(None).await;
+    let cases: [(Vec<u8>, &[&str]); 5] = [
+        (
+            login_request("Passport1.4", "sign-in=alice%40example.com,pwd=nope"),
+            &[
+                "passport sign-in refused",
+                "login2.srf",
+                "reason=wrong password",
+            ],
+        ),
+        (
+            b"GET /login2.srf HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            &[
+                "passport sign-in refused",
+                "reason=malformed request: no Authorization header",
+            ],
+        ),
+        (
+            rst_request("nobody@example.com", "s3cret!"),
+            &[
+                "passport sign-in refused",
+                "RST.srf",
+                "reason=unknown account",
+            ],
+        ),
+        (
+            b"POST /RST2.srf HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+            &[
+                "passport sign-in refused",
+                "RST2.srf",
+                "reason=malformed request: no Username or Password",
+            ],
+        ),
+        (
+            b"POST /RST.srf HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n".to_vec(),
+            &["passport sign-in refused", "reason=request body too large"],
+        ),
+    ];
+    for (request, parts) in cases {
+        let (me, _) = exchange_from(&gw, &request).await;
+        log_line(me, parts).await;
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_tls_handshake_says_why_in_the_log() {
+    captured_log();
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, _) = install_self_signed(certs.path());
+    let gw = Gateway::start(Some(tls)).await;
+    let mut plain = gw.connect().await;
+    let me = plain.local_addr().unwrap();
+    let _ = plain
+        .write_all(b"GET /rdr/pprdr.asp HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let line = log_line(
+        me,
+        &["DEBUG", "closing HTTP connection before its first request"],
+    )
+    .await;
+    assert!(line.contains("error="), "{line}");
+    gw.stop().await;
+}

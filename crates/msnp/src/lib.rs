@@ -28,6 +28,7 @@ pub mod error;
 pub mod mime;
 pub mod oim;
 pub mod psm;
+pub mod soap;
 pub mod sso;
 pub mod urlenc;
 pub mod xml;

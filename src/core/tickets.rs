@@ -7,12 +7,26 @@
 //! Kept in memory: a restart only makes clients sign in again.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 pub struct TicketIssuer {
     lifetime: Duration,
     tickets: Mutex<HashMap<String, Issued>>,
+    services: Mutex<ServiceTokens>,
+}
+
+/// How long a SOAP service token (address book, sharing, storage) is good
+/// for: clients send the same one with every request of a session and ask
+/// the token service again once it has expired.
+pub const SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+/// Live service tokens kept per account; a newer one pushes out the oldest.
+const SERVICE_TOKENS_PER_ACCOUNT: usize = 32;
+
+#[derive(Default)]
+struct ServiceTokens {
+    by_token: HashMap<String, (String, Instant)>,
+    by_owner: HashMap<String, VecDeque<String>>,
 }
 
 struct Issued {
@@ -39,6 +53,56 @@ impl TicketIssuer {
         TicketIssuer {
             lifetime,
             tickets: Mutex::new(HashMap::new()),
+            services: Mutex::new(ServiceTokens::default()),
+        }
+    }
+
+    /// Issues a token for the SOAP services (`contacts.msn.com`,
+    /// `storage.msn.com`, …) in the same `t=…&p=…` shape. Unlike a sign-in
+    /// ticket it is reusable until it expires ([`SERVICE_TOKEN_LIFETIME`]).
+    pub fn issue_service_token(&self, handle: &str) -> String {
+        let token = format!("t={}&p={}", random_hex(), random_hex());
+        let expires = Instant::now() + SERVICE_TOKEN_LIFETIME;
+        let mut services = self.services.lock();
+        let ServiceTokens { by_token, by_owner } = &mut *services;
+        let owned = by_owner.entry(handle.to_string()).or_default();
+        owned.retain(|t| by_token.get(t).is_some_and(|(_, e)| *e > Instant::now()));
+        while owned.len() >= SERVICE_TOKENS_PER_ACCOUNT {
+            if let Some(oldest) = owned.pop_front() {
+                by_token.remove(&oldest);
+            }
+        }
+        owned.push_back(token.clone());
+        by_token.insert(token.clone(), (handle.to_string(), expires));
+        token
+    }
+
+    /// The account a service token was issued to, while it is valid. The
+    /// token may arrive XML-escaped (`&amp;p=`) or followed by the rest of a
+    /// header, as with sign-in tickets.
+    pub fn service_token_owner(&self, token: &str) -> Option<String> {
+        let token = token.replace("&amp;", "&");
+        let token = token.split(['\'', ',']).next().unwrap_or_default();
+        let mut services = self.services.lock();
+        let (owner, expires) = services.by_token.get(token)?.clone();
+        if expires <= Instant::now() {
+            services.by_token.remove(token);
+            if let Some(owned) = services.by_owner.get_mut(&owner) {
+                owned.retain(|t| t != token);
+            }
+            return None;
+        }
+        Some(owner)
+    }
+
+    /// Ends every service token of `handle` (its password changed, or the
+    /// account was deleted).
+    pub fn revoke_service_tokens(&self, handle: &str) {
+        let mut services = self.services.lock();
+        if let Some(owned) = services.by_owner.remove(handle) {
+            for token in owned {
+                services.by_token.remove(&token);
+            }
         }
     }
 
@@ -171,6 +235,48 @@ mod tests {
         assert_eq!(
             issuer.redeem_with_proof(&other, "alice@example.com"),
             Ok(Some(other_key))
+        );
+    }
+
+    #[test]
+    fn service_tokens_are_reusable_bound_and_capped() {
+        let issuer = TicketIssuer::new(Duration::from_secs(60));
+        let token = issuer.issue_service_token("alice@example.com");
+        for _ in 0..3 {
+            assert_eq!(
+                issuer.service_token_owner(&token).as_deref(),
+                Some("alice@example.com")
+            );
+        }
+        let escaped = token.replace('&', "&amp;");
+        assert_eq!(
+            issuer.service_token_owner(&escaped).as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(issuer.service_token_owner("t=forged&p=forged"), None);
+        // Not a sign-in ticket.
+        assert_eq!(
+            issuer.redeem(&token, "alice@example.com"),
+            Err(TicketError::Unknown)
+        );
+        let later: Vec<String> = (0..SERVICE_TOKENS_PER_ACCOUNT)
+            .map(|_| issuer.issue_service_token("alice@example.com"))
+            .collect();
+        assert_eq!(
+            issuer.service_token_owner(&token),
+            None,
+            "oldest pushed out"
+        );
+        assert!(
+            later
+                .iter()
+                .all(|t| issuer.service_token_owner(t).is_some())
+        );
+        issuer.revoke_service_tokens("alice@example.com");
+        assert!(
+            later
+                .iter()
+                .all(|t| issuer.service_token_owner(t).is_none())
         );
     }
 }

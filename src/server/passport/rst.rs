@@ -145,10 +145,15 @@ async fn answer(passport: &Passport, client: &Client, body: &[u8]) -> Response<B
         .await
     {
         Ok(account) => {
-            let ticket = passport.hub.tickets.issue(&account.handle);
+            // The proof key goes out as the BinarySecret of
+            // messengerclear.live.com; MSNP15+ clients answer USR SSO's nonce
+            // with it (the MBI response), older ones ignore it.
+            let (ticket, proof_key) = passport.hub.tickets.issue_with_proof(&account.handle);
             passport.accepted(client, &account.handle);
             let issuer = Issuer {
                 ticket: &ticket,
+                proof_key: &proof_key,
+                tickets: &passport.hub.tickets,
                 now: unix_secs(now),
                 ticket_lifetime: passport.ticket_lifetime,
             };
@@ -181,8 +186,8 @@ enum Audience {
     /// `messengerclear.live.com` a "compact" token; clients only read the
     /// text.
     Messenger(TokenKind),
-    /// Anything else (contacts, spaces, …): an opaque token that signs
-    /// nothing in.
+    /// Anything else (contacts, storage, spaces, …): a service token the
+    /// SOAP services accept for this account until it expires.
     Other,
 }
 
@@ -204,6 +209,10 @@ impl Audience {
 struct Issuer<'a> {
     /// The Passport ticket just issued (`t=…&p=…`).
     ticket: &'a str,
+    /// The ticket's proof key (the MBI key of `USR SSO S`).
+    proof_key: &'a crate::core::tickets::ProofKey,
+    /// Where the service tokens come from.
+    tickets: &'a crate::core::tickets::TicketIssuer,
     /// Seconds since the Unix epoch.
     now: u64,
     ticket_lifetime: Duration,
@@ -228,20 +237,21 @@ impl Issuer<'_> {
             requested
         };
         for token in requested {
-            responses.push(self.token(token));
+            responses.push(self.token(&account.handle, token));
         }
         responses.render()
     }
 
-    fn token(&self, request: &TokenRequest) -> TokenResponse {
+    fn token(&self, handle: &str, request: &TokenRequest) -> TokenResponse {
         let audience = Audience::of(&request.address);
         let lifetime = match audience {
             Audience::Messenger(_) => self.ticket_lifetime,
-            Audience::SessionKey | Audience::Other => OPAQUE_TOKEN_LIFETIME,
+            Audience::Other => crate::core::tickets::SERVICE_TOKEN_LIFETIME,
+            Audience::SessionKey => OPAQUE_TOKEN_LIFETIME,
         };
         let token = match audience {
             Audience::SessionKey => IssuedToken::Encrypted {
-                cipher_value: opaque_base64(),
+                cipher_value: random_base64(),
             },
             Audience::Messenger(kind) => IssuedToken::Binary {
                 kind,
@@ -249,12 +259,12 @@ impl Issuer<'_> {
             },
             Audience::Other => IssuedToken::Binary {
                 kind: TokenKind::Compact,
-                value: format!(
-                    "t={}&p={}",
-                    crate::core::tickets::random_hex(),
-                    crate::core::tickets::random_hex()
-                ),
+                value: self.tickets.issue_service_token(handle),
             },
+        };
+        let proof_key = match audience {
+            Audience::Messenger(TokenKind::Compact) => base64_of(self.proof_key),
+            _ => random_base64(),
         };
         TokenResponse {
             number: request.number,
@@ -262,7 +272,7 @@ impl Issuer<'_> {
             created: self.now,
             expires: self.now.saturating_add(lifetime.as_secs()),
             token,
-            proof_key: opaque_base64(),
+            proof_key,
         }
     }
 }
@@ -281,10 +291,17 @@ fn default_tokens() -> [TokenRequest; 3] {
     ]
 }
 
-/// 32 random hex digits: valid base64 for 24 random bytes, the size of
-/// the proof keys clients derive 3DES keys from. Nothing checks them here.
-fn opaque_base64() -> String {
-    crate::core::tickets::random_hex()
+/// 24 random bytes in base64, the size of the proof keys clients derive
+/// 3DES keys from; only the messengerclear.live.com key is ever checked.
+fn random_base64() -> String {
+    let mut key = [0u8; 24];
+    rand::fill(&mut key);
+    base64_of(&key)
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -307,9 +324,14 @@ mod tests {
     }
 
     #[test]
-    fn messenger_tokens_carry_the_ticket_for_its_lifetime() {
+    fn messenger_tokens_carry_the_ticket_and_its_proof_key() {
+        use base64::Engine as _;
+        let tickets = crate::core::tickets::TicketIssuer::new(Duration::from_secs(60));
+        let key = [7u8; 24];
         let issuer = Issuer {
             ticket: "t=T&p=P",
+            proof_key: &key,
+            tickets: &tickets,
             now: 1000,
             ticket_lifetime: Duration::from_secs(60),
         };
@@ -318,7 +340,8 @@ mod tests {
             address: address.into(),
             policy: None,
         };
-        let messenger = issuer.token(&request("messengerclear.live.com"));
+        let alice = "alice@example.com";
+        let messenger = issuer.token(alice, &request("messengerclear.live.com"));
         assert_eq!(
             messenger.token,
             IssuedToken::Binary {
@@ -327,10 +350,18 @@ mod tests {
             }
         );
         assert_eq!((messenger.number, messenger.expires), (5, 1060));
-        let other = issuer.token(&request("contacts.msn.com"));
-        assert_eq!(other.expires, 1000 + 24 * 3600);
-        assert!(matches!(&other.token, IssuedToken::Binary { value, .. } if value != "t=T&p=P"));
-        let tb = issuer.token(&request("http://Passport.NET/tb"));
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.decode(&messenger.proof_key),
+            Ok(key.to_vec())
+        );
+        let other = issuer.token(alice, &request("contacts.msn.com"));
+        assert_eq!(other.expires, 1000 + 8 * 3600);
+        let IssuedToken::Binary { value, .. } = &other.token else {
+            panic!("a compact token for contacts.msn.com");
+        };
+        assert_eq!(tickets.service_token_owner(value).as_deref(), Some(alice));
+        assert_ne!(other.proof_key, messenger.proof_key);
+        let tb = issuer.token(alice, &request("http://Passport.NET/tb"));
         assert!(matches!(tb.token, IssuedToken::Encrypted { .. }));
     }
 }

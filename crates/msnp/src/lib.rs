@@ -13,11 +13,13 @@
 //!   ids up to WLM 2009); [`sso`]: the MSNP15+ MBI key response;
 //!   [`oim`]: the offline-message lock key.
 //! * [`adl`]: the `<ml>` documents of `ADL`/`RML`/`FQY` (MSNP13+);
+//!   [`abch`]: the address-book, sharing and storage SOAP documents;
 //!   [`cid`]: the 64-bit contact id and its wire forms; [`endpoint`]: P16+
 //!   machine GUIDs and `email;{guid}` handles.
 //! * [`mime`], [`psm`], [`urlenc`], [`xml`], [`error`]: payloads, personal
 //!   messages, encodings and error replies shared by all dialects.
 
+pub mod abch;
 pub mod adl;
 pub mod auth;
 pub mod cid;

@@ -384,14 +384,14 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// An element found by [`find_elements`]: the text of its start tag after
 /// the name, and everything between its start and end tags.
 #[derive(Debug, Clone, Copy)]
-struct Element<'a> {
-    attributes: &'a str,
-    inner: &'a str,
+pub(crate) struct Element<'a> {
+    pub(crate) attributes: &'a str,
+    pub(crate) inner: &'a str,
 }
 
 impl Element<'_> {
     /// The value of attribute `name` (any prefix), entities decoded.
-    fn attribute(&self, name: &str) -> Option<String> {
+    pub(crate) fn attribute(&self, name: &str) -> Option<String> {
         let mut rest = self.attributes;
         loop {
             rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '/');
@@ -414,7 +414,7 @@ impl Element<'_> {
 
     /// The element's character data: entities decoded, CDATA sections kept
     /// verbatim, nested markup and comments dropped.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         let mut rest = self.inner;
         while !rest.is_empty() {
@@ -450,7 +450,10 @@ const MAX_BROKEN_ELEMENTS: usize = 8;
 /// Every element whose local name is `local`, whatever its prefix, in
 /// document order. Unterminated elements are skipped; same-name nesting is
 /// not supported (none of the elements read here nests).
-fn find_elements<'a>(xml: &'a str, local: &'a str) -> impl Iterator<Item = Element<'a>> + 'a {
+pub(crate) fn find_elements<'a>(
+    xml: &'a str,
+    local: &'a str,
+) -> impl Iterator<Item = Element<'a>> + 'a {
     let mut cursor = 0;
     // Each broken candidate may cost a scan of the rest of the document;
     // a few are tolerated, then the document is given up on, so hostile

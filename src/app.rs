@@ -243,6 +243,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     }
     let router =
         server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone())
+            .merge(server::soap::router(hub.clone(), config.clone()))
             .merge(server::ops::router(hub.clone(), metrics.clone(), readiness));
     let mut http_shutdown = shutdown_rx.clone();
     let tls = config.http.tls.clone();

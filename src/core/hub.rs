@@ -357,6 +357,44 @@ impl Hub {
         self.online.read().get(handle).cloned()
     }
 
+    /// The account's signed-in session, or else a stand-in that is never
+    /// signed in (offline, nobody reads its outbox), for list edits made
+    /// outside a notification connection — the WLM SOAP services. Edits
+    /// through either go through [`Hub::edit`] and reach other users the
+    /// same way.
+    pub async fn session_or_stand_in(
+        &self,
+        account: &AccountRow,
+    ) -> Result<Arc<Session>, HubError> {
+        if let Some(session) = self.session(&account.handle) {
+            return Ok(session);
+        }
+        let cell = self.cell(account.id, &account.handle);
+        let friendly_name = {
+            let guard = self.load_with(&cell, Some(account)).await?;
+            let roster = guard.as_ref().ok_or(ListError::UnknownAccount)?;
+            roster.friendly_name.clone()
+        };
+        let handle: Arc<str> = account.handle.as_str().into();
+        Ok(Arc::new(Session {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            handle: handle.clone(),
+            account_id: account.id,
+            cell,
+            presence: Mutex::new(Arc::new(Presence {
+                handle,
+                status: Status::Offline,
+                friendly_name: friendly_name.into(),
+                capabilities: 0,
+                avatar: None,
+                personal_message: "".into(),
+                now_playing: None,
+            })),
+            outbox: Outbox::new(1),
+            client_tag: std::sync::atomic::AtomicU32::new(0),
+        }))
+    }
+
     pub fn online_count(&self) -> usize {
         self.online.read().len()
     }

@@ -715,20 +715,23 @@ const CONTACT_INFO_TAIL: &str = "<isMessengerUser>true</isMessengerUser><isFavor
 
 fn me_entry(out: &mut String, owner: &Owner<'_>, date: &str) {
     let name = escape(owner.friendly_name);
+    // `annotations` comes first in `contactInfo`, as in the service's
+    // schema (MSNPSharp reads the elements in schema order).
     let _ = write!(
         out,
-        "<Contact><contactId>{}</contactId><contactInfo><contactType>Me</contactType>\
-         <quickName>{name}</quickName><passportName>{}</passportName><IsPassportNameHidden>false</IsPassportNameHidden>\
-         <displayName>{name}</displayName><puid>0</puid><CID>{}</CID>{CONTACT_INFO_TAIL}\
-         <annotations><Annotation><Name>MSN.IM.BLP</Name><Value>{}</Value></Annotation>\
+        "<Contact><contactId>{}</contactId><contactInfo><annotations>\
+         <Annotation><Name>MSN.IM.MBEA</Name><Value>0</Value></Annotation>\
          <Annotation><Name>MSN.IM.GTC</Name><Value>{}</Value></Annotation>\
-         <Annotation><Name>MSN.IM.MBEA</Name><Value>0</Value></Annotation></annotations>\
-         </contactInfo><propertiesChanged/><fDeleted>false</fDeleted><lastChange>{date}</lastChange></Contact>",
+         <Annotation><Name>MSN.IM.BLP</Name><Value>{}</Value></Annotation></annotations>\
+         <contactType>Me</contactType><quickName>{name}</quickName><passportName>{}</passportName>\
+         <IsPassportNameHidden>false</IsPassportNameHidden><displayName>{name}</displayName><puid>0</puid>\
+         <CID>{}</CID>{CONTACT_INFO_TAIL}</contactInfo><propertiesChanged/><fDeleted>false</fDeleted>\
+         <lastChange>{date}</lastChange></Contact>",
         me_contact_id(owner.cid),
+        if owner.auto_allow { 2 } else { 1 },
+        if owner.allow_unlisted { 1 } else { 2 },
         escape(owner.handle),
         owner.cid,
-        if owner.allow_unlisted { 1 } else { 2 },
-        if owner.auto_allow { 2 } else { 1 },
     );
 }
 

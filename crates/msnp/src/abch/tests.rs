@@ -372,11 +372,12 @@ fn find_contacts_is_exact_in_both_spellings() {
         <IsPrivate>false</IsPrivate><IsFavorite>false</IsFavorite></groupInfo><propertiesChanged/><fDeleted>false</fDeleted>\
         <lastChange>2025-01-01T00:00:00Z</lastChange></Group>";
     let me = format!(
-        "<Contact><contactId>00000000-0000-0000-0000-00000000002a</contactId><contactInfo><contactType>Me</contactType>\
+        "<Contact><contactId>00000000-0000-0000-0000-00000000002a</contactId><contactInfo><annotations>\
+         <Annotation><Name>MSN.IM.MBEA</Name><Value>0</Value></Annotation><Annotation><Name>MSN.IM.GTC</Name><Value>1</Value>\
+         </Annotation><Annotation><Name>MSN.IM.BLP</Name><Value>1</Value></Annotation></annotations><contactType>Me</contactType>\
          <quickName>Alice &amp; co</quickName><passportName>alice@example.com</passportName><IsPassportNameHidden>false</IsPassportNameHidden>\
-         <displayName>Alice &amp; co</displayName><puid>0</puid><CID>42</CID>{tail}<annotations><Annotation><Name>MSN.IM.BLP</Name><Value>1</Value>\
-         </Annotation><Annotation><Name>MSN.IM.GTC</Name><Value>1</Value></Annotation><Annotation><Name>MSN.IM.MBEA</Name><Value>0</Value>\
-         </Annotation></annotations></contactInfo><propertiesChanged/><fDeleted>false</fDeleted><lastChange>2025-01-01T00:00:00Z</lastChange></Contact>"
+         <displayName>Alice &amp; co</displayName><puid>0</puid><CID>42</CID>{tail}</contactInfo><propertiesChanged/>\
+         <fDeleted>false</fDeleted><lastChange>2025-01-01T00:00:00Z</lastChange></Contact>"
     );
     let bob = format!(
         "<Contact><contactId>6b1a0f6e-0000-0000-0000-000000000002</contactId><contactInfo><contactType>Regular</contactType>\

@@ -551,6 +551,37 @@ async fn bad_tickets_get_the_fault_and_big_bodies_413() {
     );
     let (status, _) = http_raw(server.http(), chunked.as_bytes()).await;
     assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    // A token outlives nothing: once the account is deleted it is refused.
+    server.add_user("gone@example.com", PW, "Gone").await;
+    let (_, gone_ticket, _) = tokens(&server, "gone@example.com").await;
+    let gone = ab_request(
+        &gone_ticket,
+        "Initial",
+        &format!("<FindMembership>{FIND_MEMBERSHIP}</FindMembership>"),
+    );
+    let (status, _) = post(
+        server.http(),
+        SHARING,
+        &format!("{ACTION}FindMembership"),
+        &gone,
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    server
+        .hub()
+        .accounts
+        .delete("gone@example.com")
+        .await
+        .unwrap();
+    let (status, xml) = post(
+        server.http(),
+        SHARING,
+        &format!("{ACTION}FindMembership"),
+        &gone,
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    assert!(xml.contains(">q0:BadContextToken</faultcode>"), "{xml}");
     // An operation nobody implements is a fault, not a hang.
     let circle = ab_request(
         &ticket,
@@ -641,5 +672,119 @@ async fn storage_profile_and_client_config_are_answered() {
     assert_eq!(
         body,
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><MsgrConfig><Simple><Config><ExpiresInDays>0</ExpiresInDays></Config></Simple></MsgrConfig>"
+    );
+}
+
+#[tokio::test]
+async fn group_renames_deletes_and_privacy_reach_the_older_dialects() {
+    let server = start().await;
+    let (alice, bob) = ("alice@example.com", "bob@example.com");
+    server.add_user(alice, PW, "Alice").await;
+    server.add_user(bob, PW, "Bob").await;
+    let (_, ticket, _) = tokens(&server, alice).await;
+    let xml = call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABGroupAdd",
+        "<groupInfo><GroupInfo><name>Old</name></GroupInfo></groupInfo>",
+    )
+    .await;
+    let old = one(&xml, "guid").to_string();
+    let xml = call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABGroupAdd",
+        "<groupInfo><GroupInfo><name>Gone</name></GroupInfo></groupInfo>",
+    )
+    .await;
+    let gone = one(&xml, "guid").to_string();
+    // The same name twice, and a name too long for the older dialects.
+    let twice = ab_request(
+        &ticket,
+        "GroupSave",
+        "<ABGroupAdd><groupInfo><GroupInfo><name>Old</name></GroupInfo></groupInfo></ABGroupAdd>",
+    );
+    let (_, xml) = post(server.http(), AB, &format!("{ACTION}ABGroupAdd"), &twice).await;
+    assert!(xml.contains(">GroupAlreadyExists</errorcode>"), "{xml}");
+    let long = twice.replace(">Old<", &format!(">{}<", "n".repeat(62)));
+    let (_, xml) = post(server.http(), AB, &format!("{ACTION}ABGroupAdd"), &long).await;
+    assert!(xml.contains(">GroupNameTooLong</errorcode>"), "{xml}");
+
+    call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABGroupUpdate",
+        &format!("<groups><Group><groupId>{old}</groupId><groupInfo><name>New</name></groupInfo><propertiesChanged>GroupName</propertiesChanged></Group></groups>"),
+    )
+    .await;
+    call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABGroupDelete",
+        &format!("<groupFilter><groupIds><guid>{gone}</guid></groupIds></groupFilter>"),
+    )
+    .await;
+    // Adding bob straight into a group, then renaming him.
+    let xml = call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABGroupContactAdd",
+        &format!("<groupFilter><groupIds><guid>{old}</guid></groupIds></groupFilter><contacts><Contact><contactInfo><passportName>{bob}</passportName></contactInfo></Contact></contacts>"),
+    )
+    .await;
+    let bob_id = one(&xml, "guid").to_string();
+    call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABContactUpdate",
+        &format!(
+            "<contacts><Contact><contactId>{bob_id}</contactId><contactInfo><annotations><Annotation><Name>AB.NickName</Name>\
+             <Value>Bobby</Value></Annotation></annotations></contactInfo><propertiesChanged>Annotation</propertiesChanged></Contact></contacts>"
+        ),
+    )
+    .await;
+    // The owner's own entry: only-allowed-contacts privacy, and a new name.
+    call_ok(
+        &server,
+        AB,
+        &ticket,
+        "ABContactUpdate",
+        "<contacts><Contact><contactInfo><contactType>Me</contactType><displayName>Alice W</displayName><annotations>\
+         <Annotation><Name>MSN.IM.BLP</Name><Value>2</Value></Annotation></annotations></contactInfo>\
+         <propertiesChanged>DisplayName Annotation</propertiesChanged></Contact></contacts>",
+    )
+    .await;
+    // The book shows it all, and so does an MSNP12 sign-in.
+    let xml = call_ok(&server, AB, &ticket, "ABFindContactsPaged", FIND_PAGED).await;
+    assert!(
+        xml.contains("<Annotation><Name>MSN.IM.BLP</Name><Value>2</Value></Annotation>"),
+        "{xml}"
+    );
+    assert_eq!(all(&xml, "displayName"), ["Alice W", "Bobby"]);
+    let mut a12 = sign_in(&server, 12, alice, PW).await;
+    let dump = cmd(&mut a12, "SYN {t} 0 0").await;
+    let interesting: Vec<&String> = dump
+        .iter()
+        .filter(|l| {
+            ["BLP", "PRP MFN", "LSG", "LST"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        interesting,
+        [
+            "BLP BL",
+            "PRP MFN Alice%20W",
+            &format!("LSG New {old}"),
+            &format!("LST N={bob} F=Bobby C={bob_id} 1 1 {old}"),
+        ],
+        "{dump:?}"
     );
 }

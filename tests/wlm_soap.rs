@@ -681,7 +681,79 @@ async fn group_renames_deletes_and_privacy_reach_the_older_dialects() {
     let (alice, bob) = ("alice@example.com", "bob@example.com");
     server.add_user(alice, PW, "Alice").await;
     server.add_user(bob, PW, "Bob").await;
+    // bob (MSNP12) adds alice before she ever used WLM: she has not
+    // decided on him, so WLM finds him pending (and asks her).
+    let mut b12 = sign_in(&server, 12, bob, PW).await;
+    cmd(&mut b12, "SYN {t} 0 0").await;
+    cmd(&mut b12, &format!("ADC {{t}} FL N={alice} F=Alice")).await;
     let (_, ticket, _) = tokens(&server, alice).await;
+    let xml = call_ok(&server, SHARING, &ticket, "FindMembership", FIND_MEMBERSHIP).await;
+    assert_eq!(
+        memberships(&xml),
+        vec![
+            ("Allow".to_string(), vec![]),
+            ("Block".to_string(), vec![]),
+            ("Reverse".to_string(), vec![]),
+            ("Pending".to_string(), vec![bob.to_string()]),
+        ]
+    );
+    // She accepts as WLM does: AddMember Allow, then DeleteMember Pending
+    // by the MembershipId it was given.
+    let pending_id = one(&xml, "MembershipId").to_string();
+    let member = |role: &str, who: &str| {
+        format!(
+            "<serviceHandle><Id>0</Id><Type>Messenger</Type><ForeignId></ForeignId></serviceHandle><memberships><Membership>\
+             <MemberRole>{role}</MemberRole><Members><Member xsi:type=\"PassportMember\"><Type>Passport</Type><State>Accepted</State>\
+             {who}</Member></Members></Membership></memberships>"
+        )
+    };
+    call_ok(
+        &server,
+        SHARING,
+        &ticket,
+        "AddMember",
+        &member("Allow", &format!("<PassportName>{bob}</PassportName>")),
+    )
+    .await;
+    call_ok(
+        &server,
+        SHARING,
+        &ticket,
+        "DeleteMember",
+        &member(
+            "Pending",
+            &format!("<MembershipId>{pending_id}</MembershipId>"),
+        ),
+    )
+    .await;
+    let xml = call_ok(&server, SHARING, &ticket, "FindMembership", FIND_MEMBERSHIP).await;
+    assert_eq!(
+        memberships(&xml),
+        vec![
+            ("Allow".to_string(), vec![bob.to_string()]),
+            ("Block".to_string(), vec![]),
+            ("Reverse".to_string(), vec![bob.to_string()]),
+            ("Pending".to_string(), vec![]),
+        ]
+    );
+    // An unknown MembershipId is the reference's fault.
+    let unknown = ab_request(
+        &ticket,
+        "BlockUnblock",
+        &format!(
+            "<DeleteMember>{}</DeleteMember>",
+            member("Block", "<MembershipId>Block/999</MembershipId>")
+        ),
+    );
+    let (_, xml) = post(
+        server.http(),
+        SHARING,
+        &format!("{ACTION}DeleteMember"),
+        &unknown,
+    )
+    .await;
+    assert!(xml.contains(">MemberDoesNotExist</errorcode>"), "{xml}");
+
     let xml = call_ok(
         &server,
         AB,
@@ -783,7 +855,7 @@ async fn group_renames_deletes_and_privacy_reach_the_older_dialects() {
             "BLP BL",
             "PRP MFN Alice%20W",
             &format!("LSG New {old}"),
-            &format!("LST N={bob} F=Bobby C={bob_id} 1 1 {old}"),
+            &format!("LST N={bob} F=Bobby C={bob_id} 11 1 {old}"),
         ],
         "{dump:?}"
     );

@@ -2,14 +2,16 @@
 //! and pending lists as `Allow`/`Block`/`Reverse`/`Pending` memberships
 //! (address-book.md §3.1, §4).
 //!
-//! * `FindMembership` lists every role with its members (a delta request
+//! * `FindMembership` lists every role with its members (see [`roles_of`]
+//!   for `Pending`; a delta request
 //!   gets the `FullSyncRequired` fault, as from Escargot: MSNPSharp then asks
 //!   for everything, and WLM does the same against Escargot).
 //! * `AddMember` puts members on AL/BL/PL (`Reverse` is the server's and is
 //!   ignored); adding someone already there succeeds.
-//! * `DeleteMember` takes them off; a member named by address who is not on
-//!   the list succeeds too (clients delete `Pending` after accepting, which
-//!   already cleared it), an unknown `MembershipId` is `MemberDoesNotExist`.
+//! * `DeleteMember` takes them off. A member who is not in that role
+//!   succeeds too (WLM deletes `Pending` after its `AddMember Allow` already
+//!   ended it); a `MembershipId` that is no contact's is `MemberDoesNotExist`.
+//!   A `MembershipId` is per contact (from their CID), the same in every role.
 
 use super::{Soap, client_fault, hub_fault, now};
 use crate::core::handle;
@@ -38,6 +40,24 @@ fn list_of(role: Role) -> List {
         Role::Reverse => List::Reverse,
         Role::Pending => List::Pending,
     }
+}
+
+/// The roles a contact with list bits `lists` has. Someone who added the
+/// user (RL) and whom the user has neither allowed nor blocked is
+/// `Pending`, not `Reverse`, as from Escargot: that is what makes WLM ask
+/// "X added you" (the older dialects ask for RL without AL/BL, and never
+/// set PL). Accepting or declining puts them on AL or BL, which ends it.
+fn roles_of(lists: i64) -> Vec<Role> {
+    use crate::core::roster::{ALLOW, BLOCK, PENDING, REVERSE};
+    let undecided = lists & REVERSE != 0 && lists & (ALLOW | BLOCK) == 0;
+    Role::ALL
+        .into_iter()
+        .filter(|r| match r {
+            Role::Pending => lists & PENDING != 0 || undecided,
+            Role::Reverse => lists & REVERSE != 0 && !undecided,
+            _ => lists & list_of(*r).bit() != 0,
+        })
+        .collect()
 }
 
 /// The numeric `MembershipId` of a member: from their CID, so it is
@@ -102,10 +122,7 @@ async fn find_membership(
         .map_err(|e| hub_fault(&account.handle, e))?;
     let mut members = Vec::new();
     for (handle, guid, lists) in &snapshot.contacts {
-        let roles: Vec<Role> = Role::ALL
-            .into_iter()
-            .filter(|r| lists & list_of(*r).bit() != 0)
-            .collect();
+        let roles = roles_of(*lists);
         if roles.is_empty() {
             continue;
         }
@@ -150,7 +167,7 @@ async fn edit_members(
             let handle = match member {
                 MemberRef::Address(address) => handle::normalize(address)
                     .ok_or_else(|| client_fault("Invalid e-mail address", "BadEmailArgument"))?,
-                MemberRef::MembershipId(id) => by_membership_id(soap, account, session, list, *id)
+                MemberRef::MembershipId(id) => by_membership_id(soap, account, session, *id)
                     .await?
                     .ok_or_else(|| client_fault("Member does not exist", "MemberDoesNotExist"))?,
             };
@@ -187,21 +204,38 @@ async fn edit_members(
     Ok(())
 }
 
-/// The member of `list` whose `MembershipId` is `id`.
+/// The contact whose `MembershipId` is `id`, whatever their roles now: the
+/// id is the contact's, and WLM deletes a `Pending` membership by id after
+/// its `AddMember Allow` already ended it.
 async fn by_membership_id(
     soap: &Soap,
     account: &AccountRow,
     session: &Arc<Session>,
-    list: List,
     id: u64,
 ) -> Result<Option<String>, Response<Body>> {
     let snapshot = snapshot(session, soap)
         .await
         .map_err(|e| hub_fault(&account.handle, e))?;
     for (handle, guid, lists) in snapshot.contacts {
-        if lists & list.bit() != 0 && membership_id(soap.cid_of(&handle, &guid).await) == id {
+        if lists != 0 && membership_id(soap.cid_of(&handle, &guid).await) == id {
             return Ok(Some(handle));
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::roster::{ALLOW, BLOCK, FORWARD, PENDING, REVERSE};
+
+    #[test]
+    fn watchers_nobody_decided_on_are_pending() {
+        assert_eq!(roles_of(REVERSE), [Role::Pending]);
+        assert_eq!(roles_of(REVERSE | FORWARD), [Role::Pending]);
+        assert_eq!(roles_of(REVERSE | ALLOW), [Role::Allow, Role::Reverse]);
+        assert_eq!(roles_of(REVERSE | BLOCK), [Role::Block, Role::Reverse]);
+        assert_eq!(roles_of(PENDING | ALLOW), [Role::Allow, Role::Pending]);
+        assert_eq!(roles_of(FORWARD), []);
+    }
 }

@@ -3,9 +3,9 @@
 //! (address-book.md §3.1, §4).
 //!
 //! * `FindMembership` lists every role with its members (see [`roles_of`]
-//!   for `Pending`; a delta request
-//!   gets the `FullSyncRequired` fault, as from Escargot: MSNPSharp then asks
-//!   for everything, and WLM does the same against Escargot).
+//!   for `Pending`). A delta request gets the `FullSyncRequired` fault, as
+//!   from Escargot, which WLM-era clients work against: MSNPSharp then asks
+//!   for everything.
 //! * `AddMember` puts members on AL/BL/PL (`Reverse` is the server's and is
 //!   ignored); adding someone already there succeeds.
 //! * `DeleteMember` takes them off. A member who is not in that role

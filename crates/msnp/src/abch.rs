@@ -328,8 +328,12 @@ fn first_child_name(xml: &str) -> Option<String> {
     }
 }
 
+/// `deltasOnly` (FindMembership, ABFindAll) or `filterOptions/DeltasOnly`
+/// (ABFindContactsPaged: clients differ in the capital) is `true`.
 fn deltas_only(body: &str) -> bool {
-    first(body, "deltasOnly").is_some_and(|d| d.text().trim().eq_ignore_ascii_case("true"))
+    ["deltasOnly", "DeltasOnly"]
+        .into_iter()
+        .any(|name| find_elements(body, name).any(|d| d.text().trim().eq_ignore_ascii_case("true")))
 }
 
 fn contacts(body: &str) -> impl Iterator<Item = Element<'_>> {

@@ -69,6 +69,16 @@ fn find_requests_say_whether_they_want_deltas() {
             other_book: Some("00000000-0000-0000-0009-000000000001".into())
         }
     );
+    let capital = request(
+        "<ABFindContactsPaged><filterOptions><DeltasOnly>true</DeltasOnly></filterOptions></ABFindContactsPaged>",
+    );
+    assert_eq!(
+        parse(None, &capital).unwrap().1,
+        Request::AbFindContactsPaged {
+            deltas_only: true,
+            other_book: None
+        }
+    );
     let all = request(
         "<ABFindAll><abId>00000000-0000-0000-0000-000000000000</abId><abView>Full</abView><deltasOnly>false</deltasOnly></ABFindAll>",
     );

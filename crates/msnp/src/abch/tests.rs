@@ -472,3 +472,30 @@ fn me_contact_ids_are_guids_made_of_the_cid() {
         "00000000-0000-0000-0123-456789abcdef"
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_text_is_read_without_panicking(text in ".{0,400}", action in "[ -~]{0,40}") {
+        let _ = parse(Some(&action), &text);
+        let _ = update_profile(&text);
+        let _ = storage_namespace(Some(&action), &text);
+    }
+
+    #[test]
+    fn names_survive_escaping(name in "[!-~]([ -~é€]{0,40}[!-~])?") {
+        let xml = request(&format!(
+            "<ABGroupAdd><groupInfo><GroupInfo><name>{}</name></GroupInfo></groupInfo></ABGroupAdd>",
+            escape(&name)
+        ));
+        proptest::prop_assert_eq!(parse(None, &xml).unwrap().1, Request::GroupAdd { name: name.clone() });
+        let body = find_contacts_response(
+            FindKind::All,
+            &owner(),
+            &[AbGroup { group_id: "g".into(), name: name.clone() }],
+            &[],
+            T0,
+        );
+        let expected = format!("<name>{}</name>", escape(&name));
+        proptest::prop_assert!(body.contains(&expected));
+    }
+}

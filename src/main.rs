@@ -121,6 +121,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::CheckConfig | Command::Serve)
+        && let Err(e) = msngate::app::check_files(&config)
+    {
+        eprintln!("msngate: configuration refused: {e:#}");
+        return ExitCode::from(2);
+    }
     if let Command::CheckConfig = cli.command {
         println!("configuration OK");
         return ExitCode::SUCCESS;

@@ -100,11 +100,33 @@ fn on_postgres() -> bool {
 /// the account the CLI created signs in on the server.
 #[tokio::test]
 async fn serve_and_user_add_on_one_new_database_at_once_both_succeed() {
-    for round in 0..20 {
+    race_on_new_databases(20, None).await;
+}
+
+/// The same with `database.sqlite_journal: wal`, whose switch into WAL mode
+/// SQLite does not let wait for the busy timeout.
+#[tokio::test]
+async fn the_race_is_safe_with_a_wal_journal_too() {
+    if on_postgres() {
+        eprintln!("SKIPPED on PostgreSQL: the journal setting is SQLite's");
+        return;
+    }
+    race_on_new_databases(10, Some("wal")).await;
+}
+
+async fn race_on_new_databases(rounds: usize, sqlite_journal: Option<&str>) {
+    for round in 0..rounds {
         let dir = tempfile::tempdir().unwrap();
         // A fresh database each round: a new SQLite file, or a new
         // PostgreSQL database.
         let (config, ns, _) = binary_config(dir.path());
+        if let Some(journal) = sqlite_journal {
+            let yaml = std::fs::read_to_string(&config).unwrap().replace(
+                "database:\n",
+                &format!("database:\n  sqlite_journal: {journal}\n"),
+            );
+            std::fs::write(&config, yaml).unwrap();
+        }
         let handle = format!("race{round}@example.com");
         let add = user_add(&config, &handle)
             .stdout(Stdio::piped())
@@ -131,6 +153,12 @@ async fn serve_and_user_add_on_one_new_database_at_once_both_succeed() {
         c.send("OUT").await;
         c.expect_closed().await;
         serve.assert_alive(&format!("in round {round}"));
+        if sqlite_journal == Some("wal") {
+            assert!(
+                dir.path().join("msngate.db-wal").exists(),
+                "round {round}: the database is not in WAL mode"
+            );
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! Every change a client is told about goes through [`Store::apply`]: one
 //! transaction, committed before the reply is written.
 
+use crate::config::SqliteJournal;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, Row};
@@ -326,8 +327,18 @@ const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 impl Store {
     /// Connects, creating the SQLite file and its folder when needed, and
     /// runs the embedded migrations. Safe when several processes (`serve`
-    /// and `msngate user …`) open the same new database at once.
+    /// and `msngate user …`) open the same new database at once. SQLite
+    /// gets the default journal ([`SqliteJournal::Rollback`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_with(url, max_connections, SqliteJournal::default()).await
+    }
+
+    /// [`Store::connect`] with the SQLite journal chosen (`database.sqlite_journal`).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        journal: SqliteJournal,
+    ) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -340,7 +351,7 @@ impl Store {
             url.to_string()
         };
         if backend == Backend::Sqlite {
-            set_up_sqlite(&url).await?;
+            set_up_sqlite(&url, journal).await?;
         }
         let mut options = AnyPoolOptions::new().max_connections(max_connections);
         if backend == Backend::Sqlite {
@@ -776,19 +787,19 @@ async fn apply_one(tx: &mut WriteTransaction, change: &Change) -> Result<(), sql
 /// them outside any lock on SQLite, so two processes used to apply the
 /// same migration and one failed with "table … already exists").
 ///
-/// The database uses a rollback journal, not WAL: WAL maps the `-shm` file
+/// The journal mode is set here too, once, since it is a property of the
+/// file. By default a rollback journal, not WAL: WAL maps the `-shm` file
 /// into memory, and when that file is truncated under a running server
 /// (by another program, a clean-up of "temporary" files) the next access
-/// kills the process with SIGBUS, without a log line. A database left in
-/// WAL mode by an earlier version is switched back here.
-async fn set_up_sqlite(url: &str) -> Result<(), StoreError> {
+/// kills the process with SIGBUS, without a log line.
+async fn set_up_sqlite(url: &str, journal: SqliteJournal) -> Result<(), StoreError> {
     use sqlx::Connection;
     let mut conn = AnyConnection::connect(url).await?;
     conn.execute(sqlx::AssertSqlSafe(format!(
         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
     )))
     .await?;
-    leave_wal_mode(&mut conn).await?;
+    set_journal_mode(&mut conn, journal).await?;
     let mut tx = conn.begin_with("BEGIN EXCLUSIVE").await?;
     migrate::run_on(&mut tx).await?;
     tx.commit().await?;
@@ -796,30 +807,41 @@ async fn set_up_sqlite(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Switches the journal to `DELETE` (SQLite's default, a no-op on a new
-/// database). Leaving WAL needs every other connection closed, and SQLite
-/// does not wait for that with the busy timeout, so "database is locked" is
-/// retried here for as long.
-async fn leave_wal_mode(conn: &mut AnyConnection) -> Result<(), StoreError> {
+/// Switches the journal to `DELETE` (SQLite's default, so a no-op on a new
+/// database) or to `WAL`. Entering or leaving WAL needs every other
+/// connection closed, and SQLite does not wait for that with the busy
+/// timeout, so "database is locked" is retried here for as long.
+async fn set_journal_mode(
+    conn: &mut AnyConnection,
+    journal: SqliteJournal,
+) -> Result<(), StoreError> {
+    let wanted = match journal {
+        SqliteJournal::Rollback => "delete",
+        SqliteJournal::Wal => "wal",
+    };
     let deadline =
         std::time::Instant::now() + std::time::Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS);
     loop {
-        match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = DELETE")
-            .fetch_one(&mut *conn)
-            .await
+        // SQLite answers with the mode it is in, the old one when it could
+        // not switch.
+        match sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "PRAGMA journal_mode = {wanted}"
+        )))
+        .fetch_one(&mut *conn)
+        .await
         {
-            Ok(mode) if mode.eq_ignore_ascii_case("wal") => {
-                // SQLite answers with the mode it stayed in when it could
-                // not switch.
-            }
-            Ok(_) => return Ok(()),
+            Ok(mode) if mode.eq_ignore_ascii_case(wanted) => return Ok(()),
+            // `memory` for an in-memory database, whatever was asked.
+            Ok(mode) if mode.eq_ignore_ascii_case("memory") => return Ok(()),
+            Ok(_) => {}
             Err(e) if is_sqlite_busy(&e) => {}
             Err(e) => return Err(e.into()),
         }
         if std::time::Instant::now() >= deadline {
             tracing::warn!(
-                "the SQLite database stays in WAL mode: another process keeps it open; \
-                 it is switched to a rollback journal at the next start"
+                journal = wanted,
+                "the SQLite journal mode stays as it was: another process keeps the database \
+                 open; it is switched at the next start"
             );
             return Ok(());
         }

@@ -432,3 +432,68 @@ async fn a_truncated_shm_file_does_not_kill_the_server() {
         "{lines:?}"
     );
 }
+
+/// PostgreSQL: every connection the server holds is killed on the database
+/// server's side (as by a failover or an administrator). Writes may be
+/// refused with `501` for a moment, never with a closed client connection,
+/// and work again without a restart.
+#[tokio::test]
+async fn writes_work_again_after_postgresql_drops_every_connection() {
+    if !on_postgres() {
+        eprintln!("SKIPPED on SQLite: there is no database server connection to lose");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ns, http) = binary_config(dir.path());
+    let url = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("url: ").map(str::to_string))
+        .expect("database url");
+    let out = user_add(&config, "alice.pg@example.com").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut serve = Serve::spawn(&config, &dir.path().join("serve.log"));
+    serve.wait_listening(ns).await;
+    let mut alice = sign_in_md5(ns, 7, "alice.pg@example.com", PW).await;
+    assert_eq!(
+        request(&mut alice, "ADG {t} Friends 0").await,
+        "ADG {t} 2 Friends 1 0"
+    );
+
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(killed > 0, "no server connection to kill");
+
+    let mut replies = Vec::new();
+    for attempt in 0..5 {
+        let reply = request(&mut alice, &format!("ADG {{t}} Work{attempt} 0")).await;
+        let done = reply.starts_with("ADG ");
+        replies.push(reply);
+        if done {
+            break;
+        }
+    }
+    eprintln!("replies after the kill: {replies:?}");
+    let last = replies.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("ADG {t} 3 Work")
+            && replies[..replies.len() - 1].iter().all(|r| r == "501 {t}"),
+        "{replies:?}"
+    );
+    let (status, body) = http_get(http, "/ready").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    sign_in_md5(ns, 7, "alice.pg@example.com", PW).await;
+    serve.assert_alive("after PostgreSQL dropped its connections");
+    admin.close().await;
+}

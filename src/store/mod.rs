@@ -880,3 +880,21 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     };
     Ok(format!("sqlite://{path}?{query}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::utc_timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_timestamps_match_the_calendar() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_796_283_665, "2026-12-03T07:41:05Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(secs)), text);
+        }
+    }
+}

@@ -16,14 +16,18 @@ use tokio::sync::watch;
 /// Opens the store and builds the hub (no listeners): what the `user`
 /// commands need as well as the server.
 pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
-    let store = Store::connect(&config.database.url, config.database.max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database at {}",
-                redact(&config.database.url)
-            )
-        })?;
+    let store = Store::connect_with(
+        &config.database.url,
+        config.database.max_connections,
+        config.database.sqlite_journal,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact(&config.database.url)
+        )
+    })?;
     let hasher = PasswordHasher::new(
         config.auth.max_concurrent_hashes,
         config.auth.argon2_memory_kib,

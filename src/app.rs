@@ -16,14 +16,18 @@ use tokio::sync::watch;
 /// Opens the store and builds the hub (no listeners): what the `user`
 /// commands need as well as the server.
 pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
-    let store = Store::connect(&config.database.url, config.database.max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database at {}",
-                redact(&config.database.url)
-            )
-        })?;
+    let store = Store::connect_with(
+        &config.database.url,
+        config.database.max_connections,
+        config.database.sqlite_journal,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact(&config.database.url)
+        )
+    })?;
     let hasher = PasswordHasher::new(
         config.auth.max_concurrent_hashes,
         config.auth.argon2_memory_kib,
@@ -107,9 +111,26 @@ impl Running {
     }
 }
 
+/// Reads the files the configuration names (TLS certificates, keys, CAs),
+/// so that a bad one stops the start with its key's name instead of leaving
+/// a listener that fails later.
+pub fn check_files(config: &Config) -> anyhow::Result<()> {
+    if let Some(tls) = &config.http.tls {
+        server::passport::tls_server_config(tls)?;
+    }
+    for (i, network) in config.irc.networks.iter().enumerate() {
+        if network.tls {
+            let key = format!("irc.networks[{i}].tls_ca_file");
+            crate::tls::client_config(network.tls_ca_file.as_deref(), &key)?;
+        }
+    }
+    Ok(())
+}
+
 /// Binds every listener and starts serving. Port 0 in the configuration
 /// means "any free port"; the addresses clients are told use the bound ports.
 pub async fn start(mut config: Config) -> anyhow::Result<Running> {
+    check_files(&config)?;
     let hub = build_hub(&config).await?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)

@@ -268,6 +268,21 @@ pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://user:pass@host/db`.
     pub url: String,
     pub max_connections: u32,
+    /// How SQLite keeps its journal (ignored on PostgreSQL).
+    pub sqlite_journal: SqliteJournal,
+}
+
+/// SQLite's journal: see `docs/database.md` for what each costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteJournal {
+    /// A rollback journal (`-journal`): nothing is memory-mapped, so every
+    /// storage fault is an error msngate can answer and log.
+    #[default]
+    Rollback,
+    /// Write-ahead log: readers never wait for a commit, but a `-shm` file
+    /// truncated under the running server kills it with SIGBUS.
+    Wal,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -346,6 +361,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: "sqlite://data/msngate.db".into(),
             max_connections: 8,
+            sqlite_journal: SqliteJournal::default(),
         }
     }
 }

@@ -113,6 +113,7 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
+    explain_sigbus();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(c) => c,
@@ -121,6 +122,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::CheckConfig | Command::Serve)
+        && let Err(e) = msngate::app::check_files(&config)
+    {
+        eprintln!("msngate: configuration refused: {e:#}");
+        return ExitCode::from(2);
+    }
     if let Command::CheckConfig = cli.command {
         println!("configuration OK");
         return ExitCode::SUCCESS;
@@ -160,6 +167,34 @@ fn main() -> ExitCode {
             eprintln!("msngate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A memory-mapped file cut short under the process ends it with SIGBUS,
+/// and the kernel says nothing. The only such mapping msngate has is
+/// SQLite's `-shm` file with `database.sqlite_journal: wal`
+/// (docs/database.md), so the operator gets one line saying so first.
+fn explain_sigbus() {
+    extern "C" fn on_sigbus(_: libc::c_int) {
+        const LINE: &[u8] = b"msngate: fatal: SIGBUS: a memory-mapped file was truncated under \
+            the process (with database.sqlite_journal: wal, the SQLite -shm file; see \
+            docs/database.md)\n";
+        // SAFETY: write(2) and raise(3) are async-signal-safe; LINE is static.
+        // SA_RESETHAND restored the default action, so the raised signal
+        // (delivered when this returns) ends the process as before.
+        unsafe {
+            libc::write(2, LINE.as_ptr().cast(), LINE.len());
+            libc::raise(libc::SIGBUS);
+        }
+    }
+    // SAFETY: a zeroed sigaction is valid; the handler above only calls
+    // async-signal-safe functions.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigbus as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
     }
 }
 

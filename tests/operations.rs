@@ -538,3 +538,25 @@ async fn past_max_connections_a_new_client_waits_until_one_closes() {
     drop(first);
     assert_eq!(render(&third.recv().await), "VER 1 MSNP8");
 }
+
+#[test]
+fn an_unreadable_tls_certificate_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _, _) = binary_config(dir.path());
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let env = [
+        ("MSNGATE__HTTP__TLS__CERTIFICATE", missing),
+        ("MSNGATE__HTTP__TLS__PRIVATE_KEY", missing),
+    ];
+    for command in ["check-config", "serve"] {
+        let (code, err) = run_cli_env(&config, &[command], &env);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "msngate: configuration refused: http.tls.certificate: cannot read {missing}"
+            )),
+            "{command}: {err}"
+        );
+    }
+}

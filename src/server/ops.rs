@@ -45,19 +45,39 @@ async fn metrics_text(State(ops): State<Ops>) -> impl IntoResponse {
     )
 }
 
-/// Ready when the database answers and every configured bridge is running.
+/// Ready when the database answers (and takes writes, after one was
+/// refused) and every configured bridge is running.
 async fn ready(State(ops): State<Ops>) -> impl IntoResponse {
     let mut ok = true;
     let mut body = String::new();
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ops.hub.store().ping()).await {
-        Ok(Ok(())) => body.push_str("database: ok\n"),
-        Ok(Err(e)) => {
+    let store = ops.hub.store();
+    let wait = std::time::Duration::from_secs(2);
+    let answer = match tokio::time::timeout(wait, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".to_string()),
+    };
+    // After a refused write, a write of its own: the database may take
+    // writes again (space freed) while no client has tried one yet.
+    let answer = match (answer, store.write_failure()) {
+        (Ok(()), Some(_)) => match tokio::time::timeout(wait, store.probe_write()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) | Err(_) => Err(match store.write_failure() {
+                Some(failure) => format!(
+                    "writes failing since {}: {}",
+                    crate::store::utc_timestamp(failure.since),
+                    failure.error
+                ),
+                None => "write probe timed out".to_string(),
+            }),
+        },
+        (answer, _) => answer,
+    };
+    match answer {
+        Ok(()) => body.push_str("database: ok\n"),
+        Err(reason) => {
             ok = false;
-            body.push_str(&format!("database: {e}\n"));
-        }
-        Err(_) => {
-            ok = false;
-            body.push_str("database: timeout\n");
+            body.push_str(&format!("database: {reason}\n"));
         }
     }
     for (name, probe) in ops.probes.iter() {

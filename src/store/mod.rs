@@ -5,9 +5,12 @@
 //! Every change a client is told about goes through [`Store::apply`]: one
 //! transaction, committed before the reply is written.
 
+use crate::config::SqliteJournal;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor, FromRow, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, FromRow, Row};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod migrate;
@@ -34,18 +37,76 @@ pub enum Backend {
 /// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
 /// writes gets SQLITE_BUSY straight away, without the busy timeout, when
 /// another connection wrote in between.
-pub async fn begin_write(
-    pool: &AnyPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    if pool
+pub async fn begin_write(pool: &AnyPool) -> Result<WriteTransaction, sqlx::Error> {
+    let sqlite = pool
         .connect_options()
         .database_url
         .scheme()
-        .starts_with("sqlite")
-    {
-        pool.begin_with("BEGIN IMMEDIATE").await
-    } else {
-        pool.begin().await
+        .starts_with("sqlite");
+    let mut tx = WriteTransaction {
+        conn: pool.acquire().await?,
+        open: true,
+    };
+    // On failure `tx` is dropped still open: whether a half-started
+    // transaction is left behind is unknown, so the connection is closed.
+    tx.conn
+        .execute(if sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" })
+        .await?;
+    Ok(tx)
+}
+
+/// A write transaction on a pooled connection, started by [`begin_write`].
+///
+/// The statements run through `&mut *tx`. Only a successful
+/// [`commit`](WriteTransaction::commit) or
+/// [`rollback`](WriteTransaction::rollback) hands the connection back to
+/// the pool: one dropped in between (an error returned with `?`, a
+/// cancelled request), or whose `COMMIT` or `ROLLBACK` failed, is closed
+/// instead. After a disk-full or I/O error SQLite may already have rolled
+/// the transaction back by itself, and a connection returned in that
+/// unknown state refused every later transaction until a restart.
+pub struct WriteTransaction {
+    conn: PoolConnection<Any>,
+    /// A transaction may still be open on `conn`.
+    open: bool,
+}
+
+impl WriteTransaction {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn.execute("COMMIT").await?;
+        self.open = false;
+        Ok(())
+    }
+
+    /// Undoes every statement since [`begin_write`].
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.conn.execute("ROLLBACK").await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTransaction {
+    fn drop(&mut self) {
+        if self.open {
+            // Closing the connection ends whatever transaction is left on it
+            // (SQLite and PostgreSQL both roll back at close).
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTransaction {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
     }
 }
 
@@ -188,6 +249,39 @@ pub enum Change {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    write_health: Arc<WriteHealth>,
+}
+
+/// The last write the database refused, until one succeeds again: what
+/// `/ready` reports while the disk is full or failing.
+#[derive(Default)]
+struct WriteHealth {
+    failing: parking_lot::Mutex<Option<WriteFailure>>,
+}
+
+/// Writes have been refused since `since`; `error` is the latest refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    pub since: SystemTime,
+    pub error: String,
+}
+
+impl StoreError {
+    /// The database could not store the change (full disk, I/O error, lost
+    /// connection…), as opposed to a refusal of the change itself.
+    fn is_storage_failure(&self) -> bool {
+        match self {
+            StoreError::Conflict => false,
+            StoreError::Database(sqlx::Error::Database(e)) => !matches!(
+                e.kind(),
+                sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+            ),
+            _ => true,
+        }
+    }
 }
 
 pub fn now_millis() -> i64 {
@@ -197,10 +291,54 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// `2026-12-03T07:41:05Z`: a moment in UTC for messages.
+pub fn utc_timestamp(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        (rest / 60) % 60,
+        rest % 60
+    )
+}
+
+/// How long a connection waits for another one's lock (SQLite) before the
+/// statement fails with "database is locked".
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 impl Store {
     /// Connects, creating the SQLite file and its folder when needed, and
-    /// runs the embedded migrations.
+    /// runs the embedded migrations. Safe when several processes (`serve`
+    /// and `msngate user …`) open the same new database at once. SQLite
+    /// gets the default journal ([`SqliteJournal::Rollback`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::connect_with(url, max_connections, SqliteJournal::default()).await
+    }
+
+    /// [`Store::connect`] with the SQLite journal chosen (`database.sqlite_journal`).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        journal: SqliteJournal,
+    ) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -212,15 +350,22 @@ impl Store {
         } else {
             url.to_string()
         };
+        if backend == Backend::Sqlite {
+            set_up_sqlite(&url, journal).await?;
+        }
         let mut options = AnyPoolOptions::new().max_connections(max_connections);
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    // WAL lets readers run beside the writer; FULL sync makes a
-                    // commit survive power loss, not only a killed process.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    // First, so that everything after it waits for other
+                    // connections' locks instead of failing at once.
+                    conn.execute(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+                    )))
+                    .await?;
+                    // FULL sync makes a commit survive power loss, not only a
+                    // killed process.
                     conn.execute("PRAGMA synchronous = FULL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     // 512 KiB of page cache per connection instead of SQLite's
                     // 2 MiB: the kernel caches the file anyway, and with 8
@@ -232,9 +377,61 @@ impl Store {
             });
         }
         let pool = options.connect(&url).await?;
-        let store = Store { pool, backend };
-        migrate::run(&store.pool).await?;
+        let store = Store {
+            pool,
+            backend,
+            write_health: Arc::default(),
+        };
+        if backend == Backend::Postgres {
+            // sqlx holds a PostgreSQL advisory lock while it migrates, so
+            // a second process waits and then finds the work done.
+            migrate::run(&store.pool).await?;
+        }
         Ok(store)
+    }
+
+    /// Since when, and why, writes are refused; `None` once one succeeded.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.write_health.failing.lock().clone()
+    }
+
+    /// Records the outcome of a write for [`Store::write_failure`].
+    fn note_write<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => *self.write_health.failing.lock() = None,
+            Err(e) if e.is_storage_failure() => {
+                let mut failing = self.write_health.failing.lock();
+                let since = failing.as_ref().map_or_else(SystemTime::now, |f| f.since);
+                *failing = Some(WriteFailure {
+                    since,
+                    error: e.to_string(),
+                });
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// A write that is rolled back: tells `/ready` whether the database
+    /// takes writes again (space freed), without waiting for a client to
+    /// change something. It inserts a row (never committed, so never
+    /// there): SQLite writes nothing to disk for an update that leaves the
+    /// bytes as they were, or matches no row.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let result = self.insert_and_roll_back().await;
+        self.note_write(result)
+    }
+
+    async fn insert_and_roll_back(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ('write-probe', '') \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -245,7 +442,7 @@ impl Store {
         &self.pool
     }
 
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub async fn begin_write(&self) -> Result<WriteTransaction, sqlx::Error> {
         begin_write(&self.pool).await
     }
 
@@ -256,6 +453,11 @@ impl Store {
     }
 
     pub async fn create_account(&self, account: &AccountRow) -> Result<(), StoreError> {
+        let result = self.insert_account(account).await;
+        self.note_write(result)
+    }
+
+    async fn insert_account(&self, account: &AccountRow) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO accounts (id, handle, friendly_name, password_hash, legacy_salt, legacy_digest, \
              blp, gtc, list_version, personal_message, created_at) \
@@ -300,12 +502,20 @@ impl Store {
     /// Deletes an account and everything it owns; other users keep it on
     /// their lists as an ordinary (now unknown) handle.
     pub async fn delete_account(&self, handle: &str) -> Result<bool, StoreError> {
+        let result = self.delete_account_rows(handle).await;
+        self.note_write(result)
+    }
+
+    async fn delete_account_rows(&self, handle: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let id: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE handle = $1")
             .bind(handle)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(id) = id else { return Ok(false) };
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
         for statement in [
             "DELETE FROM group_members WHERE account_id = $1",
             "DELETE FROM contact_groups WHERE account_id = $1",
@@ -379,6 +589,11 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
+        let result = self.apply_in_transaction(changes).await;
+        self.note_write(result)
+    }
+
+    async fn apply_in_transaction(&self, changes: &[Change]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for change in changes {
             apply_one(&mut tx, change).await?;
@@ -388,10 +603,7 @@ impl Store {
     }
 }
 
-async fn apply_one(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    change: &Change,
-) -> Result<(), sqlx::Error> {
+async fn apply_one(tx: &mut WriteTransaction, change: &Change) -> Result<(), sqlx::Error> {
     match change {
         Change::AddLists {
             account_id,
@@ -567,6 +779,84 @@ async fn apply_one(
     Ok(())
 }
 
+/// Brings a SQLite database to the current schema, on a connection of its
+/// own, before the pool opens. Several processes may do this at once on a
+/// new file (`serve` and `msngate user add`): each takes the database's
+/// exclusive lock first, waiting up to the busy timeout for the others,
+/// and finds the migrations another one applied (sqlx's migrator checks
+/// them outside any lock on SQLite, so two processes used to apply the
+/// same migration and one failed with "table … already exists").
+///
+/// The journal mode is set here too, once, since it is a property of the
+/// file. By default a rollback journal, not WAL: WAL maps the `-shm` file
+/// into memory, and when that file is truncated under a running server
+/// (by another program, a clean-up of "temporary" files) the next access
+/// kills the process with SIGBUS, without a log line.
+async fn set_up_sqlite(url: &str, journal: SqliteJournal) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut conn = AnyConnection::connect(url).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+    )))
+    .await?;
+    set_journal_mode(&mut conn, journal).await?;
+    let mut tx = conn.begin_with("BEGIN EXCLUSIVE").await?;
+    migrate::run_on(&mut tx).await?;
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Switches the journal to `DELETE` (SQLite's default, so a no-op on a new
+/// database) or to `WAL`. Entering or leaving WAL needs every other
+/// connection closed, and SQLite does not wait for that with the busy
+/// timeout, so "database is locked" is retried here for as long.
+async fn set_journal_mode(
+    conn: &mut AnyConnection,
+    journal: SqliteJournal,
+) -> Result<(), StoreError> {
+    let wanted = match journal {
+        SqliteJournal::Rollback => "delete",
+        SqliteJournal::Wal => "wal",
+    };
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS);
+    loop {
+        // SQLite answers with the mode it is in, the old one when it could
+        // not switch.
+        match sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            "PRAGMA journal_mode = {wanted}"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        {
+            Ok(mode) if mode.eq_ignore_ascii_case(wanted) => return Ok(()),
+            // `memory` for an in-memory database, whatever was asked.
+            Ok(mode) if mode.eq_ignore_ascii_case("memory") => return Ok(()),
+            Ok(_) => {}
+            Err(e) if is_sqlite_busy(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::warn!(
+                journal = wanted,
+                "the SQLite journal mode stays as it was: another process keeps the database \
+                 open; it is switched at the next start"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED, with or without an extended code.
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
 /// Makes sure the SQLite file's folder exists and the file is created on
 /// first start (`mode=rwc`).
 fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
@@ -589,4 +879,22 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_timestamps_match_the_calendar() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_796_283_665, "2026-12-03T07:41:05Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(secs)), text);
+        }
+    }
 }

@@ -380,10 +380,26 @@ pub struct BinaryServer {
     pub http: SocketAddr,
 }
 
+/// A loopback address that nothing listens on, for a server started later.
+///
+/// Picked in 10000–19999, below the kernel's ephemeral range (32768+ on
+/// Linux) and the test services' 20000–28999: a port taken from `bind(0)`
+/// and released could be handed to another test's `bind(0)` before the
+/// server binds it, which made `serve` exit with "address in use".
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each test binary walks the range from its own start.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % 10_000;
+    for _ in 0..10_000 {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (seed.wrapping_add(step.wrapping_mul(13))) % 10_000;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in 10000-19999 on 127.0.0.1");
 }
 
 /// Writes a config for the binary into `dir` (SQLite there unless

@@ -3,6 +3,7 @@
 
 use super::{Flow, NsConnection, decoded, encoded};
 use crate::core::events::{DisconnectReason, SessionEvent};
+use crate::core::hub::HubError;
 use crate::core::presence::{NowPlaying, Presence, Status};
 use msnp::codec::Command;
 use msnp::dialect::Dialect;
@@ -194,7 +195,12 @@ impl NsConnection {
             .await
         {
             tracing::error!(user = %session.handle, error = %e, "personal message change failed");
-            return self.reply_error(ErrorCode::InternalError, trid);
+            // A refused write is the database's error (501), as for lists.
+            let code = match e {
+                HubError::Store(_) => ErrorCode::DatabaseError,
+                HubError::List(_) => ErrorCode::InternalError,
+            };
+            return self.reply_error(code, trid);
         }
         self.conn.send_payload(&format!("UUX {trid}"), b"");
         Flow::Continue

@@ -1815,7 +1815,10 @@ async fn a_notification_client_that_stops_reading_is_dropped_and_seen_going_offl
         }
     }
     // Her connection is closed, not just forgotten.
-    flood.await.expect("flood task");
+    tokio::time::timeout(TIMEOUT, flood)
+        .await
+        .expect("alice's connection is still open")
+        .expect("flood task");
     eventually_async("alice's connection closed", async || {
         notification_connections(&server).await == 1
     })
@@ -1852,7 +1855,10 @@ async fn a_newer_sign_in_ends_a_connection_that_stopped_reading() {
 
     let mut again = sign_in_md5(server.ns(), 7, alice, PW).await;
     // The old connection is closed (its client could not even be told).
-    flood.await.expect("flood task");
+    tokio::time::timeout(TIMEOUT, flood)
+        .await
+        .expect("the old connection is still open")
+        .expect("flood task");
     eventually_async("the old connection closed", async || {
         notification_connections(&server).await == 2
     })

@@ -329,7 +329,7 @@ impl Default for MsnConfig {
             max_contacts: 1000,
             max_participants: 20,
             max_queued_events: 50_000,
-            max_queued_bytes: 512 * 1024,
+            max_queued_bytes: 256 * 1024,
             write_timeout_secs: 60,
         }
     }

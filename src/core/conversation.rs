@@ -184,18 +184,69 @@ impl Delivery {
     /// participant has the message. A recipient that does not answer in
     /// time counts as a failure.
     pub async fn settle(self, limit: Duration) -> bool {
-        if !self.queued_everywhere() {
+        self.settling(limit).outcome().await
+    }
+
+    /// The answers to wait for, at most `limit` from now, in a form that
+    /// can be awaited in place (no task per message).
+    pub fn settling(self, limit: Duration) -> Settling {
+        Settling {
+            queued_everywhere: self.queued_everywhere(),
+            answers: self.pending.into(),
+            deadline: tokio::time::Instant::now() + limit,
+        }
+    }
+}
+
+/// A [`Delivery`] waiting for its recipients' answers.
+#[derive(Debug)]
+pub struct Settling {
+    queued_everywhere: bool,
+    /// Answers not received yet; received ones are removed as they come.
+    answers: std::collections::VecDeque<tokio::sync::oneshot::Receiver<bool>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Settling {
+    /// The outcome, if it is known without waiting.
+    pub fn outcome_now(&mut self) -> Option<bool> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        if !self.queued_everywhere {
+            return Some(false);
+        }
+        while let Some(answer) = self.answers.front_mut() {
+            match answer.try_recv() {
+                Ok(true) => {
+                    self.answers.pop_front();
+                }
+                Ok(false) | Err(TryRecvError::Closed) => return Some(false),
+                Err(TryRecvError::Empty) => {
+                    return (tokio::time::Instant::now() >= self.deadline).then_some(false);
+                }
+            }
+        }
+        Some(true)
+    }
+
+    /// Waits for the outcome: true when every recipient confirmed in time.
+    /// Cancel-safe: answers already received are kept.
+    pub async fn outcome(&mut self) -> bool {
+        if !self.queued_everywhere {
             return false;
         }
-        let answers = async {
-            for rx in self.pending {
-                if rx.await != Ok(true) {
+        let answers = &mut self.answers;
+        let all_confirmed = async {
+            while let Some(answer) = answers.front_mut() {
+                if answer.await != Ok(true) {
                     return false;
                 }
+                answers.pop_front();
             }
             true
         };
-        tokio::time::timeout(limit, answers).await.unwrap_or(false)
+        tokio::time::timeout_at(self.deadline, all_confirmed)
+            .await
+            .unwrap_or(false)
     }
 }
 

@@ -15,7 +15,7 @@
 
 use crate::core::conversation::{
     Admission, Conversation, ConversationEvent, CookiePurpose, Custody, EndpointOutbox,
-    ParticipantInfo, Receipts,
+    ParticipantInfo, Receipts, Settling,
 };
 use crate::core::handle;
 use crate::core::hub::{CallError, Session};
@@ -85,7 +85,7 @@ struct SbConnection {
     /// Messages waiting for their recipients to confirm them, in the order
     /// they were sent: each yields its reply line (`ACK`/`NAK trid`), if the
     /// mode asks for one.
-    awaiting_replies: VecDeque<tokio::task::JoinHandle<Option<String>>>,
+    awaiting_replies: VecDeque<AwaitingReply>,
     /// Bytes of events rendered into the output and not yet written.
     unwritten_bytes: usize,
     /// Confirmations owed for messages rendered and not yet written, with
@@ -209,17 +209,16 @@ impl SbConnection {
                 _ = room_at(&self.waiting_for_room), if !self.waiting_for_room.is_empty() => {
                     self.waiting_for_room.clear();
                 }
-                settled = next_reply(&mut self.awaiting_replies) => {
-                    self.awaiting_replies.pop_front();
-                    if let Ok(Some(reply)) = settled {
-                        self.conn.send_line(&reply);
+                delivered = oldest_outcome(&mut self.awaiting_replies) => {
+                    if let Some(settled) = self.awaiting_replies.pop_front() {
+                        self.send_reply(&settled, delivered);
                     }
                     // Replies settled meanwhile go out in the same write.
-                    while let Some(next) = self.awaiting_replies.front_mut() && next.is_finished() {
-                        let settled = next.await;
-                        self.awaiting_replies.pop_front();
-                        if let Ok(Some(reply)) = settled {
-                            self.conn.send_line(&reply);
+                    while let Some(next) = self.awaiting_replies.front_mut()
+                        && let Some(delivered) = next.settling.outcome_now()
+                    {
+                        if let Some(settled) = self.awaiting_replies.pop_front() {
+                            self.send_reply(&settled, delivered);
                         }
                     }
                 }
@@ -640,14 +639,6 @@ impl SbConnection {
                 .relay_confirmed(j.endpoint, &j.me, payload, only_to)
         };
         self.waiting_for_room.append(&mut delivery.crowded);
-        let reply = move |delivered: bool| -> Option<String> {
-            let reply = match (mode, delivered) {
-                ("U", _) | ("N", true) | ("S", false) => None,
-                ("A" | "D" | "S", true) => Some("ACK"),
-                _ => Some("NAK"),
-            };
-            reply.map(|r| format!("{r} {trid}"))
-        };
         if delivery.is_pending() || !self.awaiting_replies.is_empty() {
             // The recipients confirm it once written (or stored, for a
             // bridge); the connection goes on meanwhile, and the reply waits
@@ -658,20 +649,34 @@ impl SbConnection {
             } else {
                 written_limit
             };
-            let metrics = self.ctx.metrics.clone();
-            self.awaiting_replies.push_back(tokio::spawn(async move {
-                let delivered = delivery.settle(limit).await;
-                count_delivery(&metrics, delivered);
-                reply(delivered)
-            }));
+            self.awaiting_replies.push_back(AwaitingReply {
+                settling: delivery.settling(limit),
+                mode,
+                trid,
+            });
             return Flow::Continue;
         }
         let delivered = delivery.queued_everywhere();
-        count_delivery(&self.ctx.metrics, delivered);
-        if let Some(line) = reply(delivered) {
-            self.conn.send_line(&line);
-        }
+        let immediate = AwaitingReply {
+            settling: delivery.settling(Duration::ZERO),
+            mode,
+            trid,
+        };
+        self.send_reply(&immediate, delivered);
         Flow::Continue
+    }
+
+    /// Counts a message's outcome and sends its reply, if its mode has one.
+    fn send_reply(&mut self, message: &AwaitingReply, delivered: bool) {
+        count_delivery(&self.ctx.metrics, delivered);
+        let reply = match (message.mode, delivered) {
+            ("U", _) | ("N", true) | ("S", false) => None,
+            ("A" | "D" | "S", true) => Some("ACK"),
+            _ => Some("NAK"),
+        };
+        if let Some(reply) = reply {
+            self.conn.send_line(&format!("{reply} {}", message.trid));
+        }
     }
 }
 
@@ -682,12 +687,18 @@ async fn room_at(outboxes: &[EndpointOutbox]) {
     }
 }
 
-/// The reply of the oldest message still waiting for its recipients.
-async fn next_reply(
-    awaiting: &mut VecDeque<tokio::task::JoinHandle<Option<String>>>,
-) -> Result<Option<String>, tokio::task::JoinError> {
+/// A message whose reply waits for its recipients' answers.
+struct AwaitingReply {
+    settling: Settling,
+    /// `'static`: the mode is one of the five the protocol has.
+    mode: &'static str,
+    trid: u32,
+}
+
+/// The outcome of the oldest message still waiting for its recipients.
+async fn oldest_outcome(awaiting: &mut VecDeque<AwaitingReply>) -> bool {
     match awaiting.front_mut() {
-        Some(oldest) => oldest.await,
+        Some(oldest) => oldest.settling.outcome().await,
         None => std::future::pending().await,
     }
 }

@@ -390,16 +390,18 @@ impl Conversation {
                 delivery.custodians |= p.receipts == Receipts::Custodian;
                 custody
             });
-            match p.outbox.push(ConversationEvent::Message {
+            match p.outbox.push_and_check_room(ConversationEvent::Message {
                 from: from.clone(),
                 payload: payload.clone(),
                 custody,
             }) {
-                Ok(()) => delivery.delivered += 1,
+                Ok(crowded) => {
+                    delivery.delivered += 1;
+                    if crowded {
+                        delivery.crowded.push(p.outbox.clone());
+                    }
+                }
                 Err(PushError::Closed | PushError::Overflow) => delivery.failed += 1,
-            }
-            if p.outbox.is_crowded() && !p.outbox.is_closed() {
-                delivery.crowded.push(p.outbox.clone());
             }
         }
         delivery

@@ -90,11 +90,17 @@ impl<T: QueuedSize> Outbox<T> {
     }
 
     pub fn push(&self, item: T) -> Result<(), PushError> {
+        self.push_and_check_room(item).map(|_crowded| ())
+    }
+
+    /// [`Outbox::push`], telling whether the outbox is crowded afterwards
+    /// (see [`Outbox::is_crowded`]), without taking its lock twice.
+    pub fn push_and_check_room(&self, item: T) -> Result<bool, PushError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PushError::Closed);
         }
         let size = item.queued_size();
-        {
+        let crowded = {
             let mut queue = self.queue.lock();
             if queue.items.len() >= self.limit || queue.bytes.saturating_add(size) > self.byte_limit
             {
@@ -105,9 +111,14 @@ impl<T: QueuedSize> Outbox<T> {
             }
             queue.bytes += size;
             queue.items.push_back(item);
-        }
+            self.crowded(&queue)
+        };
         self.notify.notify_one();
-        Ok(())
+        Ok(crowded)
+    }
+
+    fn crowded(&self, queue: &Queue<T>) -> bool {
+        queue.bytes >= self.byte_limit / 2 || queue.items.len() >= self.limit / 2
     }
 
     /// Queues the last item the consumer will get (e.g. "signed in
@@ -167,8 +178,7 @@ impl<T: QueuedSize> Outbox<T> {
     /// Whether half of either bound is taken: producers that can wait
     /// should, until [`Outbox::wait_for_room`] returns.
     pub fn is_crowded(&self) -> bool {
-        let queue = self.queue.lock();
-        queue.bytes >= self.byte_limit / 2 || queue.items.len() >= self.limit / 2
+        self.crowded(&self.queue.lock())
     }
 
     /// Resolves once the outbox is no longer crowded, or is closed.

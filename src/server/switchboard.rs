@@ -211,14 +211,14 @@ impl SbConnection {
                 }
                 delivered = oldest_outcome(&mut self.awaiting_replies) => {
                     if let Some(settled) = self.awaiting_replies.pop_front() {
-                        self.send_reply(&settled, delivered);
+                        self.send_reply(settled.mode, settled.trid, delivered);
                     }
                     // Replies settled meanwhile go out in the same write.
                     while let Some(next) = self.awaiting_replies.front_mut()
                         && let Some(delivered) = next.settling.outcome_now()
                     {
                         if let Some(settled) = self.awaiting_replies.pop_front() {
-                            self.send_reply(&settled, delivered);
+                            self.send_reply(settled.mode, settled.trid, delivered);
                         }
                     }
                 }
@@ -308,7 +308,10 @@ impl SbConnection {
         }
         if flow == Flow::Stuck {
             // Dropping the connection closes the socket; nothing more is
-            // written, and what was not written is refused (senders get NAK).
+            // written, and what was not written is refused now (senders get
+            // NAK), not whenever the last reference to the outbox goes.
+            self.outbox.drain_into(&mut Vec::new());
+            self.unwritten_receipts.clear();
             return;
         }
         // Deliver what was queued before the close (e.g. the last messages).
@@ -316,6 +319,10 @@ impl SbConnection {
         let _ =
             tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.flush(self.write_timeout)).await;
         self.confirm_written();
+        // Anything not written by now, or queued after the close, cannot be
+        // delivered: refused now.
+        self.unwritten_receipts.clear();
+        self.outbox.drain_into(&mut Vec::new());
         let _ =
             tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown(self.write_timeout)).await;
     }
@@ -656,26 +663,20 @@ impl SbConnection {
             });
             return Flow::Continue;
         }
-        let delivered = delivery.queued_everywhere();
-        let immediate = AwaitingReply {
-            settling: delivery.settling(Duration::ZERO),
-            mode,
-            trid,
-        };
-        self.send_reply(&immediate, delivered);
+        self.send_reply(mode, trid, delivery.queued_everywhere());
         Flow::Continue
     }
 
     /// Counts a message's outcome and sends its reply, if its mode has one.
-    fn send_reply(&mut self, message: &AwaitingReply, delivered: bool) {
+    fn send_reply(&mut self, mode: &str, trid: u32, delivered: bool) {
         count_delivery(&self.ctx.metrics, delivered);
-        let reply = match (message.mode, delivered) {
+        let reply = match (mode, delivered) {
             ("U", _) | ("N", true) | ("S", false) => None,
             ("A" | "D" | "S", true) => Some("ACK"),
             _ => Some("NAK"),
         };
         if let Some(reply) = reply {
-            self.conn.send_line(&format!("{reply} {}", message.trid));
+            self.conn.send_line(&format!("{reply} {trid}"));
         }
     }
 }

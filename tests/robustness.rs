@@ -1872,3 +1872,51 @@ async fn a_newer_sign_in_ends_a_connection_that_stopped_reading() {
         format!("NLN NLN {alice} Alice")
     );
 }
+
+#[tokio::test]
+async fn a_notification_client_whose_queue_fills_is_dropped_before_the_write_deadline() {
+    // The smallest queue and the default write deadline (a minute): what
+    // ends alice's connection here is her queue filling up.
+    let server = start_with(|c| {
+        c.msn.max_queued_bytes = 64 * 1024;
+        c.msn.rate_limit_changes = 1_000_000;
+    })
+    .await;
+    let (alice, bob) = ("alice@nsfull.test", "bob@nsfull.test");
+    let (_a, mut b) = watched_pair(&server, alice, bob).await;
+    // alice stops reading; bob changes status again and again, each change
+    // a notice for her, until the server gives up on her.
+    let mut changes = 0;
+    'flood: loop {
+        // (The kernel takes a few hundred kilobytes for her before the
+        // server's writes stall.)
+        assert!(
+            changes < 400_000,
+            "alice still online after {changes} notices"
+        );
+        let mut batch = String::new();
+        let first = b.trid + 1;
+        for i in 0..1000 {
+            let t = b.next();
+            batch.push_str(&format!("CHG {t} {}\r\n", ["BSY", "NLN"][i % 2]));
+        }
+        b.send_raw(batch.as_bytes()).await;
+        changes += 1000;
+        let last = b.trid;
+        loop {
+            let cmd = b.recv().await;
+            if render(&cmd) == format!("FLN {alice}") {
+                break 'flood;
+            }
+            if cmd.trid().is_some_and(|t| t >= first) && cmd.trid() == Some(last) {
+                break;
+            }
+        }
+    }
+    eventually_async("alice's connection closed", async || {
+        notification_connections(&server).await == 1
+    })
+    .await;
+    b.send("PNG").await;
+    b.recv_named("QNG").await;
+}

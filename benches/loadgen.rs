@@ -59,6 +59,9 @@ enum Scenario {
     /// One Passport sign-in's latency alone, then during a flood of wrong
     /// passwords from 16 connections of another address (127.0.0.2).
     SigninFlood,
+    /// Server RSS while switchboard receivers stop reading and their
+    /// senders keep sending (separate server process).
+    Stuck,
     /// Everything above, in that order.
     All,
 }
@@ -100,6 +103,9 @@ struct Args {
     /// Switchboards for the fixed-rate and storm runs.
     #[arg(long, default_value_t = 200)]
     rate_switchboards: usize,
+    /// Switchboard receivers that stop reading (stuck).
+    #[arg(long, default_value_t = 8)]
+    stuck_readers: usize,
     /// Idle signed-in connections for the memory scenario.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
@@ -1716,6 +1722,102 @@ async fn scenario_memory(args: &Args, target: &Target, report: &mut Report) -> a
     Ok(())
 }
 
+/// Receivers that stop reading while their senders send 1.5 KB messages as
+/// fast as the server takes them: how much memory do they cost the server?
+async fn scenario_stuck(args: &Args, target: &Target, report: &mut Report) -> anyhow::Result<()> {
+    let Some(pid) = target.server_pid else {
+        bail!("the stuck scenario needs the server in its own process (--spawn)");
+    };
+    let n = args.stuck_readers;
+    println!(
+        "== Stuck readers: {n} switchboard receivers stop reading; their senders send for {} s, server pid {pid}",
+        args.seconds
+    );
+    let mut pairs = make_pairs(target, "stuck", n, args.challenges).await?;
+    let m = message(1500, 0);
+    // Warm-up with readers that read, so one-off allocations are not counted.
+    for p in &mut pairs {
+        for _ in 0..100 {
+            let t = p.a_sb.next();
+            p.a_sb.send_payload(&format!("MSG {t} A"), &m).await?;
+            p.b_sb.expect("MSG").await?;
+            p.a_sb.expect("ACK").await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_kib(pid)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, naks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut keep = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in pairs {
+        let Pair { a_sb, b_sb, _ns } = p;
+        // The receiver never reads again; its connection stays open.
+        keep.push((b_sb, _ns));
+        let (rd, mut wr) = a_sb.stream.into_split();
+        tasks.spawn(drain_acks(rd, naks.clone(), stop.clone()));
+        let (stop, sent, m) = (stop.clone(), sent.clone(), m.clone());
+        let mut trid = a_sb.trid;
+        tasks.spawn(async move {
+            let mut batch = Vec::with_capacity(64 * 1600);
+            while !stop.load(Ordering::Relaxed) {
+                batch.clear();
+                for _ in 0..64 {
+                    trid += 1;
+                    batch.extend_from_slice(format!("MSG {trid} A {}\r\n", m.len()).as_bytes());
+                    batch.extend_from_slice(&m);
+                }
+                // A paused sender (the server stopped reading it) waits here.
+                match tokio::time::timeout(Duration::from_millis(200), wr.write_all(&batch)).await {
+                    Ok(Ok(())) => {
+                        sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    }
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+    let started = Instant::now();
+    let mut peak = idle;
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(pid)?);
+    }
+    let end = rss_kib(pid)?;
+    stop.store(true, Ordering::Relaxed);
+    while tasks.join_next().await.is_some() {}
+    let mib = |k: u64| k as f64 / 1024.0;
+    report.add(
+        "stuck",
+        &format!("server RSS: idle / peak / after {} s (MiB)", args.seconds),
+        format!("{:.1} / {:.1} / {:.1}", mib(idle), mib(peak), mib(end)),
+        "",
+        None,
+    );
+    let growth = peak.saturating_sub(idle);
+    report.add(
+        "stuck",
+        &format!("RSS growth with {n} stuck readers"),
+        format!("{:.1} MiB", mib(growth)),
+        "<= 8 MiB",
+        Some(growth <= 8 * 1024),
+    );
+    report.add(
+        "stuck",
+        "sent by the senders / NAKs received",
+        format!(
+            "{:.1} MiB / {}",
+            sent.load(Ordering::Relaxed) as f64 / (1 << 20) as f64,
+            naks.load(Ordering::Relaxed)
+        ),
+        "",
+        None,
+    );
+    drop(keep);
+    Ok(())
+}
+
 async fn connect_idle(
     target: &Target,
     users: Vec<String>,
@@ -1823,8 +1925,9 @@ fn main() -> anyhow::Result<()> {
     for scenario in scenarios {
         // The memory scenario needs a separate server process; the others
         // share one server (a fresh one per run of this program).
-        let target = if scenario == Scenario::Memory && !external && args.spawn.is_none() {
-            let sub = dir.join("memory");
+        let own_process = matches!(scenario, Scenario::Memory | Scenario::Stuck);
+        let target = if own_process && !external && args.spawn.is_none() {
+            let sub = dir.join(format!("{scenario:?}").to_lowercase());
             std::fs::create_dir_all(&sub)?;
             Some(start_target(&args, &sub, Some("auto"))?)
         } else {
@@ -1857,6 +1960,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Storm => scenario_storm(&args, t, &mut report).await,
                 Scenario::Heap => scenario_heap(&args, t, &mut report).await,
                 Scenario::SigninFlood => scenario_signin_flood(t, &mut report).await,
+                Scenario::Stuck => scenario_stuck(&args, t, &mut report).await,
                 Scenario::All => Ok(()),
             }
         });

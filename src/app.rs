@@ -37,6 +37,7 @@ pub async fn build_hub(config: &Config) -> anyhow::Result<Arc<Hub>> {
         .with_limits(&config.signin_limits);
     let settings = HubSettings {
         max_queued_events: config.msn.max_queued_events,
+        max_queued_bytes: config.msn.max_queued_bytes,
         max_contacts: config.msn.max_contacts,
         ticket_lifetime: Duration::from_secs(config.auth.ticket_lifetime_secs),
         cookie_lifetime: Duration::from_secs(config.msn.cookie_lifetime_secs),
@@ -98,7 +99,7 @@ impl Running {
         for session in self.hub.sessions() {
             let _ = session
                 .outbox
-                .push(crate::core::events::SessionEvent::Disconnect(
+                .push_last(crate::core::events::SessionEvent::Disconnect(
                     crate::core::events::DisconnectReason::ServerShutdown,
                 ));
         }

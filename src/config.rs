@@ -243,6 +243,13 @@ pub struct MsnConfig {
     /// Events queued for one client that is not reading before its connection
     /// is closed (and the sender told, where there is one).
     pub max_queued_events: usize,
+    /// Bytes queued for one client connection (notification or switchboard)
+    /// and not yet written to its socket, before it is closed as not
+    /// reading (switchboard senders get `NAK` for what it did not get).
+    pub max_queued_bytes: usize,
+    /// Seconds a client connection may accept no byte of pending output
+    /// before it is closed as not reading.
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +349,8 @@ impl Default for MsnConfig {
             max_contacts: 1000,
             max_participants: 20,
             max_queued_events: 50_000,
+            max_queued_bytes: 256 * 1024,
+            write_timeout_secs: 60,
         }
     }
 }
@@ -565,6 +574,17 @@ impl Config {
         }
         if self.msn.max_queued_events < 100 {
             return invalid("msn.max_queued_events", "must be at least 100");
+        }
+        // Room for several of the largest messages and notices at once.
+        let smallest_queue = (8 * self.msn.max_message_bytes).max(64 * 1024);
+        if self.msn.max_queued_bytes < smallest_queue {
+            return invalid(
+                "msn.max_queued_bytes",
+                "must be at least 65536 and at least 8 times msn.max_message_bytes",
+            );
+        }
+        if self.msn.write_timeout_secs == 0 {
+            return invalid("msn.write_timeout_secs", "must be at least 1");
         }
         if self.msn.rate_window_secs == 0 {
             return invalid("msn.rate_window_secs", "must be at least 1");

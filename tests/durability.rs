@@ -314,3 +314,127 @@ async fn acknowledged_list_changes_survive_kill_9() {
         "{got:?}"
     );
 }
+
+/// A numbered text message of about 1.5 KB.
+fn numbered(n: usize) -> Vec<u8> {
+    format!(
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\n{n:06} {}",
+        "x".repeat(1400)
+    )
+    .into_bytes()
+}
+
+fn number_of(payload: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(payload);
+    let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
+    body[..6].parse().expect("a numbered message")
+}
+
+async fn go_online(c: &mut Client) {
+    let t = c.next();
+    c.send(&format!("CHG {t} NLN")).await;
+    c.recv_named("CHG").await;
+}
+
+#[tokio::test]
+async fn acknowledged_messages_reach_the_recipient_despite_kill_9() {
+    const COUNT: usize = 300;
+    let setup = Setup::new();
+    let [alice, bob] = ["alice", "bob"].map(|w| format!("{w}.ack-durability@example.com"));
+    setup.add_user(&alice, "Alice");
+    setup.add_user(&bob, "Bob");
+    for round in 0..3 {
+        let gate = setup.start(round).await;
+        let mut a = sign_in_md5(gate.ns, 7, &alice, PW).await;
+        let mut b = sign_in_md5(gate.ns, 7, &bob, PW).await;
+        go_online(&mut a).await;
+        go_online(&mut b).await;
+        let t = a.next();
+        a.send(&format!("XFR {t} SB")).await;
+        let xfr = a.recv_named("XFR").await;
+        let sb: SocketAddr = xfr.args[2].parse().expect("switchboard address");
+        let mut a_sb = Client::connect(sb).await;
+        a_sb.send(&format!("USR 1 {alice} {}", xfr.args[4])).await;
+        assert_eq!(a_sb.recv().await.args[1], "OK");
+        a_sb.send(&format!("CAL 2 {bob}")).await;
+        assert_eq!(a_sb.recv().await.args[1], "RINGING");
+        let rng = b.recv_named("RNG").await;
+        // bob reads slowly through a small window: his copies lag behind.
+        let mut b_sb = Client::connect_with_small_window(sb, 4096).await;
+        b_sb.send(&format!("ANS 1 {bob} {} {}", rng.args[3], rng.args[0]))
+            .await;
+        assert_eq!(render(&b_sb.recv_named("ANS").await), "ANS 1 OK");
+        a_sb.recv_named("JOI").await;
+        let bob_reads = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut stream = b_sb.into_stream();
+            let decoder = msnp::codec::Decoder::server_to_client();
+            let (mut buf, mut got) = (bytes::BytesMut::new(), Vec::new());
+            loop {
+                while let Ok(Some(cmd)) = decoder.decode(&mut buf) {
+                    if cmd.name == "MSG" {
+                        got.push(number_of(cmd.payload.as_deref().unwrap_or_default()));
+                    }
+                }
+                let mut chunk = [0u8; 2048];
+                match tokio::time::timeout(TIMEOUT, stream.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return got,
+                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                    Err(_) => panic!("bob's connection neither delivered nor closed"),
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+
+        // alice sends every message at once and reads the replies; the
+        // server is killed the moment the last one is acknowledged.
+        let (mut replies, mut sending) = a_sb.into_stream().into_split();
+        let alice_sends = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            for n in 1..=COUNT {
+                let m = numbered(n);
+                let mut out = format!("MSG {} A {}\r\n", n + 2, m.len()).into_bytes();
+                out.extend_from_slice(&m);
+                if sending.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the half would end the session (EOF): keep it.
+            sending
+        });
+        let decoder = msnp::codec::Decoder::server_to_client();
+        let mut buf = bytes::BytesMut::new();
+        let mut acknowledged = 0;
+        'replies: loop {
+            use tokio::io::AsyncReadExt;
+            while let Some(cmd) = decoder.decode(&mut buf).expect("well framed") {
+                assert_eq!(cmd.name, "ACK", "round {round}: {}", render(&cmd));
+                acknowledged += 1;
+                if acknowledged == COUNT {
+                    break 'replies;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(TIMEOUT, replies.read(&mut chunk))
+                .await
+                .expect("replies")
+                .expect("read replies");
+            assert!(
+                n > 0,
+                "round {round}: alice's switchboard connection closed: {}",
+                std::fs::read_to_string(&gate.log).unwrap_or_default()
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        gate.kill();
+        drop(alice_sends.await.expect("alice's task"));
+        let got = bob_reads.await.expect("bob's task");
+        assert_eq!(
+            got.len(),
+            COUNT,
+            "round {round}: {COUNT} messages acknowledged, bob got {} before the connection ended",
+            got.len()
+        );
+        assert_eq!(got, (1..=COUNT).collect::<Vec<_>>(), "round {round}");
+    }
+}

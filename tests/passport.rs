@@ -45,6 +45,7 @@ impl Gateway {
             accounts,
             HubSettings {
                 max_queued_events: 1000,
+                max_queued_bytes: 256 * 1024,
                 max_contacts: 100,
                 ticket_lifetime: Duration::from_secs(60),
                 cookie_lifetime: Duration::from_secs(60),

@@ -1721,3 +1721,202 @@ fn probe_line(line: &str, expect: Expect) -> Probe {
     let token = line.split(' ').nth(1);
     raw(format!("{line}\r\n").as_bytes(), token, expect)
 }
+
+// ---------------------------------------------------------------------------
+// Notification clients that stop reading.
+
+/// Sends a request and reads until the reply with its TrID (returned).
+async fn request(c: &mut Client, line: &str) -> Command {
+    let t = c.next();
+    c.send(&line.replace("{t}", &t.to_string())).await;
+    loop {
+        let cmd = c.recv().await;
+        if cmd.trid() == Some(t) {
+            return cmd;
+        }
+    }
+}
+
+/// Two MSNP7 users on each other's forward list, both online; `alice`
+/// connected with a small receive window.
+async fn watched_pair(server: &TestServer, alice: &str, bob: &str) -> (Client, Client) {
+    server.add_user(alice, PW, "Alice").await;
+    server.add_user(bob, PW, "Bob").await;
+    let small = Client::connect_with_small_window(server.ns(), 4096).await;
+    let mut a = sign_in_md5_on(small, 7, alice, PW).await;
+    let mut b = sign_in_md5(server.ns(), 7, bob, PW).await;
+    assert_eq!(
+        request(&mut a, &format!("ADD {{t}} FL {bob} {bob} 0"))
+            .await
+            .name,
+        "ADD"
+    );
+    assert_eq!(
+        request(&mut b, &format!("ADD {{t}} FL {alice} {alice} 0"))
+            .await
+            .name,
+        "ADD"
+    );
+    assert_eq!(request(&mut a, "CHG {t} NLN").await.name, "CHG");
+    assert_eq!(request(&mut b, "CHG {t} NLN").await.name, "CHG");
+    (a, b)
+}
+
+/// Sends `PNG` on `stream` without ever reading the answers, until the
+/// server closes the connection (or 64 MiB are sent). Counts bytes sent.
+fn ping_without_reading(
+    stream: tokio::net::TcpStream,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let task = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let chunk = "PNG\r\n".repeat(4096).into_bytes();
+        for _ in 0..(64 << 20) / chunk.len() {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+    });
+    (task, sent)
+}
+
+/// The `msngate_connections{role="notification"}` gauge from `/metrics`.
+async fn notification_connections(server: &TestServer) -> i64 {
+    let (_, body) = http_get(server.http(), "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("msngate_connections{role=\"notification\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("notification connection gauge")
+}
+
+#[tokio::test]
+async fn a_notification_client_that_stops_reading_is_dropped_and_seen_going_offline() {
+    // A short write deadline, so the test does not wait a minute for it.
+    let server = start_with(|c| c.msn.write_timeout_secs = 2).await;
+    let (alice, bob) = ("alice@nsstuck.test", "bob@nsstuck.test");
+    let (a, mut b) = watched_pair(&server, alice, bob).await;
+    assert_eq!(notification_connections(&server).await, 2);
+
+    // alice keeps sending and never reads: her answers pile up until the
+    // server cannot write to her any more.
+    let (flood, _) = ping_without_reading(a.into_stream());
+    // bob sees her go offline, as if she had signed out.
+    loop {
+        let cmd = b.recv().await;
+        if render(&cmd) == format!("FLN {alice}") {
+            break;
+        }
+    }
+    // Her connection is closed, not just forgotten.
+    tokio::time::timeout(TIMEOUT, flood)
+        .await
+        .expect("alice's connection is still open")
+        .expect("flood task");
+    eventually_async("alice's connection closed", async || {
+        notification_connections(&server).await == 1
+    })
+    .await;
+    assert_eq!(server.hub().online_count(), 1);
+    // The server goes on: bob is answered, and alice can sign in again.
+    b.send("PNG").await;
+    b.expect("QNG").await;
+    let mut again = sign_in_md5(server.ns(), 7, alice, PW).await;
+    assert_eq!(request(&mut again, "CHG {t} NLN").await.name, "CHG");
+    assert_eq!(
+        render(&b.recv_named("NLN").await),
+        format!("NLN NLN {alice} Alice")
+    );
+}
+
+#[tokio::test]
+async fn a_newer_sign_in_ends_a_connection_that_stopped_reading() {
+    // The default write deadline (a minute): only the new sign-in can end
+    // the old connection within the test's patience.
+    let server = start().await;
+    let (alice, bob) = ("alice@nsother.test", "bob@nsother.test");
+    let (a, mut b) = watched_pair(&server, alice, bob).await;
+    let (flood, sent) = ping_without_reading(a.into_stream());
+    // Wait until the flood stalls: the server is stuck writing to alice.
+    let mut last = u64::MAX;
+    eventually_async("the flood to stall", async || {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+        std::mem::replace(&mut last, now) == now
+    })
+    .await;
+    assert_eq!(notification_connections(&server).await, 2);
+
+    let mut again = sign_in_md5(server.ns(), 7, alice, PW).await;
+    // The old connection is closed (its client could not even be told).
+    tokio::time::timeout(TIMEOUT, flood)
+        .await
+        .expect("the old connection is still open")
+        .expect("flood task");
+    eventually_async("the old connection closed", async || {
+        notification_connections(&server).await == 2
+    })
+    .await;
+    assert_eq!(server.hub().online_count(), 2);
+    // bob saw the old session end; the new one works.
+    assert_eq!(render(&b.recv_named("FLN").await), format!("FLN {alice}"));
+    assert_eq!(request(&mut again, "CHG {t} NLN").await.name, "CHG");
+    assert_eq!(
+        render(&b.recv_named("NLN").await),
+        format!("NLN NLN {alice} Alice")
+    );
+}
+
+#[tokio::test]
+async fn a_notification_client_whose_queue_fills_is_dropped_before_the_write_deadline() {
+    // The smallest queue and the default write deadline (a minute): what
+    // ends alice's connection here is her queue filling up.
+    let server = start_with(|c| {
+        c.msn.max_queued_bytes = 64 * 1024;
+        c.msn.rate_limit_changes = 1_000_000;
+    })
+    .await;
+    let (alice, bob) = ("alice@nsfull.test", "bob@nsfull.test");
+    let (_a, mut b) = watched_pair(&server, alice, bob).await;
+    // alice stops reading; bob changes status again and again, each change
+    // a notice for her, until the server gives up on her.
+    let mut changes = 0;
+    'flood: loop {
+        // (The kernel takes a few hundred kilobytes for her before the
+        // server's writes stall.)
+        assert!(
+            changes < 400_000,
+            "alice still online after {changes} notices"
+        );
+        let mut batch = String::new();
+        let first = b.trid + 1;
+        for i in 0..1000 {
+            let t = b.next();
+            batch.push_str(&format!("CHG {t} {}\r\n", ["BSY", "NLN"][i % 2]));
+        }
+        b.send_raw(batch.as_bytes()).await;
+        changes += 1000;
+        let last = b.trid;
+        loop {
+            let cmd = b.recv().await;
+            if render(&cmd) == format!("FLN {alice}") {
+                break 'flood;
+            }
+            if cmd.trid().is_some_and(|t| t >= first) && cmd.trid() == Some(last) {
+                break;
+            }
+        }
+    }
+    eventually_async("alice's connection closed", async || {
+        notification_connections(&server).await == 1
+    })
+    .await;
+    b.send("PNG").await;
+    b.recv_named("QNG").await;
+}

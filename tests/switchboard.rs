@@ -107,7 +107,12 @@ async fn answer(
     cookie: &str,
     session: &str,
 ) -> (Client, Vec<String>) {
-    let mut sb = Client::connect(server.running.switchboard_addr).await;
+    let sb = Client::connect(server.running.switchboard_addr).await;
+    answer_on(sb, u, cookie, session).await
+}
+
+/// [`answer`] on a switchboard connection the caller opened.
+async fn answer_on(mut sb: Client, u: &User, cookie: &str, session: &str) -> (Client, Vec<String>) {
     let t = sb.next();
     sb.send(&format!("ANS {t} {} {cookie} {session}", u.handle))
         .await;
@@ -789,69 +794,150 @@ async fn nak_when_the_only_other_participant_has_disconnected() {
     }
 }
 
+/// A numbered text message, so each copy tells which one it is.
+fn numbered(n: usize) -> Vec<u8> {
+    text_message(&format!("{n:06} {}", "x".repeat(1400)))
+}
+
+fn number_of(payload: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(payload);
+    let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
+    body[..6].parse().expect("a numbered message")
+}
+
 #[tokio::test]
 async fn a_participant_that_stops_reading_is_removed_and_senders_get_nak() {
-    let server = start_with(|c| c.msn.max_queued_events = 512).await;
-    let mut alice = online(&server, 9, "alice@stuck.example.com", "Alice", 0).await;
-    let mut bob = online(&server, 9, "bob@stuck.example.com", "Bob", 0).await;
+    // A short write deadline, so the test does not wait a minute for it.
+    let server = start_with(|c| c.msn.write_timeout_secs = 2).await;
+    let d = "stuck.example.com";
+    let mut alice = online(&server, 9, &format!("alice@{d}"), "Alice", 0).await;
+    let mut bob = online(&server, 9, &format!("bob@{d}"), "Bob", 0).await;
+    let mut carol = online(&server, 9, &format!("carol@{d}"), "Carol", 0).await;
     let mut a_sb = open_chat(&server, &mut alice).await;
-    let (mut b_sb, _) = invite(&server, &mut a_sb, &alice, &mut bob).await;
+    let session = call(&mut a_sb, &bob.handle).await;
+    let cookie = ring(&server, &mut bob, &session, &alice).await;
+    let small = Client::connect_with_small_window(server.running.switchboard_addr, 4096).await;
+    let (mut b_sb, _) = answer_on(small, &bob, &cookie, &session).await;
     a_sb.expect(&format!("JOI {}", fields(&bob, 9))).await;
+    let (mut c_sb, _) = invite(&server, &mut a_sb, &alice, &mut carol).await;
+    a_sb.expect(&format!("JOI {}", fields(&carol, 9))).await;
+    b_sb.expect(&format!("JOI {}", fields(&carol, 9))).await;
 
-    // bob stops reading. alice sends N messages in batches, each batch
-    // closed by an A message; N stays silent until a copy cannot be queued.
-    let big = text_message(&"x".repeat(1500));
-    let started = Instant::now();
-    let mut sent = 0usize;
-    let nak = loop {
-        assert!(
-            sent < 60_000 && started.elapsed() < Duration::from_secs(60),
-            "no NAK after {sent} messages"
-        );
-        let mut batch = Vec::new();
-        for _ in 0..200 {
-            batch.push(send_msg(&mut a_sb, "N", &big).await);
-        }
-        let marker = send_msg(&mut a_sb, "A", &big).await;
-        sent += 201;
-        // N is silent on success, so the next reply is the marker's ACK or a NAK.
-        let reply = a_sb.recv().await;
-        match (reply.name.as_str(), reply.trid()) {
-            ("ACK", Some(t)) if t == marker => {}
-            ("NAK", Some(t)) => {
-                assert!(
-                    t == marker || batch.contains(&t),
-                    "NAK for an unknown TrID: {}",
-                    render(&reply)
-                );
-                break t;
+    // bob stops reading; carol reads everything. alice sends 4 MiB, far
+    // more than bob's queue and socket buffers hold.
+    const COUNT: usize = 2800;
+    let carol_reads = tokio::spawn(async move {
+        let (mut got, mut byes) = (Vec::new(), Vec::new());
+        while got.len() < COUNT || byes.is_empty() {
+            let cmd = c_sb.recv().await;
+            match cmd.name.as_str() {
+                "MSG" => got.push(number_of(cmd.payload.as_deref().unwrap_or_default())),
+                _ => byes.push(render(&cmd)),
             }
-            _ => panic!("unexpected {}", render(&reply)),
         }
-    };
-    assert!(nak > 0);
-    // The server removes bob; alice is told, and later messages cannot be delivered.
-    // (removed by the server: `BYE handle 1`)
-    let bye = a_sb.recv_named("BYE").await;
-    assert_eq!(render(&bye), format!("BYE {} 1", bob.handle));
-    let t = send_msg(&mut a_sb, "A", &text_message("still there?")).await;
-    loop {
-        let reply = a_sb.recv().await;
-        if reply.trid() == Some(t) {
-            assert_eq!(render(&reply), format!("NAK {t}"));
-            break;
-        }
-        assert_eq!(reply.name, "NAK", "{}", render(&reply));
-    }
-    // bob's connection was closed: what was delivered ends in EOF.
-    let seen = b_sb.expect_closed().await;
-    // (Thousands of messages were in the socket buffers when bob's queue overflowed.)
+        (got, byes, c_sb)
+    });
+    let mut stream = a_sb.into_stream();
+    let alice_writes = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let (mut read, mut write) = stream.split();
+        let sending = async {
+            for n in 1..=COUNT {
+                let m = numbered(n);
+                let mut out = format!("MSG {n} A {}\r\n", m.len()).into_bytes();
+                out.extend_from_slice(&m);
+                write.write_all(&out).await.expect("alice writes");
+            }
+        };
+        // alice's replies are read meanwhile, so nothing waits on her.
+        let mut replies = Vec::new();
+        let decoder = msnp::codec::Decoder::server_to_client();
+        let mut buf = bytes::BytesMut::new();
+        let receiving = async {
+            use tokio::io::AsyncReadExt;
+            let mut acknowledged = 0;
+            while acknowledged < COUNT {
+                if let Some(cmd) = decoder.decode(&mut buf).expect("well framed") {
+                    if cmd.name == "ACK" || cmd.name == "NAK" {
+                        acknowledged += 1;
+                    }
+                    replies.push(render(&cmd));
+                    continue;
+                }
+                let mut chunk = [0u8; 16384];
+                let n = tokio::time::timeout(TIMEOUT, read.read(&mut chunk))
+                    .await
+                    .expect("a reply for every message")
+                    .expect("alice reads");
+                assert!(n > 0, "alice's connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        tokio::join!(sending, receiving);
+        replies
+    });
+    let replies = alice_writes.await.expect("alice's task");
+    let (carol_got, carol_byes, mut c_sb) = carol_reads.await.expect("carol's task");
+
+    // bob was removed by the server: both others were told.
+    assert_eq!(carol_byes, [format!("BYE {} 1", bob.handle)]);
+    let outcome: Vec<&String> = replies.iter().filter(|r| !r.starts_with("BYE")).collect();
     assert!(
-        seen.len() > 100 && seen.iter().all(|c| c.name == "MSG"),
-        "{} {:?}",
-        seen.len(),
-        rendered(&seen[seen.len().saturating_sub(3)..])
+        replies.contains(&format!("BYE {} 1", bob.handle)),
+        "alice was not told that bob left"
     );
+    // One reply per message, in the order sent: ACK while bob took his
+    // copies, NAK for those he did not get, ACK again once he was gone.
+    let expected_order: Vec<String> = (1..=COUNT).map(|n| n.to_string()).collect();
+    let order: Vec<String> = outcome
+        .iter()
+        .map(|r| r.split(' ').nth(1).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(order, expected_order, "replies out of order");
+    // Everything alice sent reached carol, in order.
+    assert_eq!(carol_got, (1..=COUNT).collect::<Vec<_>>());
+    // bob's connection was closed: he gets what was written, then EOF.
+    let seen = b_sb.expect_closed().await;
+    assert!(
+        seen.iter().all(|c| c.name == "MSG"),
+        "{:?}",
+        rendered(&seen[..seen.len().min(3)])
+    );
+    let bob_got: Vec<usize> = seen
+        .iter()
+        .map(|c| number_of(c.payload.as_deref().unwrap_or_default()))
+        .collect();
+    let written = bob_got.len();
+    assert_eq!(bob_got, (1..=written).collect::<Vec<_>>());
+    // As runs: "ACK×n NAK×m ACK×k".
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for r in &outcome {
+        match runs.last_mut() {
+            Some((kind, n)) if *kind == r[..3] => *n += 1,
+            _ => runs.push((r[..3].to_string(), 1)),
+        }
+    }
+    let runs: Vec<String> = runs.iter().map(|(k, n)| format!("{k}×{n}")).collect();
+    let naks = outcome.iter().filter(|r| r.starts_with("NAK")).count();
+    assert!(
+        naks > 0,
+        "bob was removed, yet every message was acknowledged: {runs:?}"
+    );
+    let mut expected = vec![format!("ACK×{written}"), format!("NAK×{naks}")];
+    if COUNT > written + naks {
+        expected.push(format!("ACK×{}", COUNT - written - naks));
+    }
+    assert_eq!(
+        runs, expected,
+        "ACK must mean bob got it; NAK exactly for what he did not get ({written} written)"
+    );
+
+    // The server goes on: alice's task closed her connection, carol is
+    // told and answered; alice can open a new chat.
+    c_sb.expect(&format!("BYE {}", alice.handle)).await;
+    next_reply_is(&mut c_sb, "NAK").await;
+    let mut a_sb = open_chat(&server, &mut alice).await;
+    next_reply_is(&mut a_sb, "NAK").await;
 }
 
 #[tokio::test]

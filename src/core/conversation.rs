@@ -27,22 +27,27 @@ pub enum ConversationEvent {
     Message {
         from: Arc<ParticipantInfo>,
         payload: Bytes,
-        /// Set for custodians when the sender waits for an acknowledgement.
+        /// Set when the sender waits for an acknowledgement: answered once
+        /// the copy is written (MSN clients) or stored (bridges).
         custody: Option<Custody>,
     },
 }
 
-/// How a participant confirms the messages it is given.
+/// How a participant confirms the messages it is given (when the sender
+/// waits for an acknowledgement, each copy carries a [`Custody`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Receipts {
-    /// An MSN client: a message queued for its connection counts as delivered.
-    Queued,
+    /// An MSN client: its connection confirms a message once the copy is
+    /// written to the client's socket (a copy still queued when the
+    /// connection ends is refused), so an `ACK` survives a crash of the
+    /// server. Bounded by the connection's write deadline.
+    Written,
     /// A bridge: it confirms each message once it has stored it for delivery
     /// on its network, so that the sender's `ACK` means the message is safe.
     Custodian,
 }
 
-/// A custodian's answer for one message: [`Custody::accept`] once stored,
+/// A recipient's answer for one message: [`Custody::accept`] once stored,
 /// [`Custody::refuse`] when it cannot be delivered. Dropping every copy
 /// unanswered counts as a refusal, so no path can leave the sender with an
 /// `ACK` for a message that went nowhere.
@@ -85,6 +90,19 @@ impl Drop for CustodyCell {
         for tx in self.0.get_mut().drain(..) {
             let _ = tx.send(false);
         }
+    }
+}
+
+impl crate::core::outbox::QueuedSize for ConversationEvent {
+    fn queued_size(&self) -> usize {
+        crate::core::outbox::EVENT_OVERHEAD
+            + match self {
+                ConversationEvent::Joined(p) => p.handle.len() + p.friendly_name.len(),
+                ConversationEvent::Left { handle, .. } => handle.len(),
+                ConversationEvent::Message { from, payload, .. } => {
+                    from.handle.len() + from.friendly_name.len() + payload.len()
+                }
+            }
     }
 }
 
@@ -136,8 +154,13 @@ pub struct Delivery {
     /// to confirm).
     pub delivered: usize,
     pub failed: usize,
-    /// The custodians' answers still to come.
+    /// The recipients' answers still to come.
     pending: Vec<tokio::sync::oneshot::Receiver<bool>>,
+    /// Whether a bridge is among those who must answer.
+    custodians: bool,
+    /// Recipients whose queue is crowded after this message: a sender that
+    /// can wait should, before it sends more.
+    pub crowded: Vec<EndpointOutbox>,
 }
 
 impl Delivery {
@@ -146,27 +169,84 @@ impl Delivery {
         self.failed == 0 && self.delivered > 0
     }
 
-    /// Whether some custodian has yet to confirm.
+    /// Whether some recipient has yet to confirm.
     pub fn is_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
-    /// Waits (at most `limit`) for the custodians; true when every other
-    /// participant has the message. A custodian that does not answer in
+    /// Whether a bridge has yet to confirm (MSN recipients answer within
+    /// their write deadline; bridges within a limit of their own).
+    pub fn awaits_custodians(&self) -> bool {
+        self.custodians
+    }
+
+    /// Waits (at most `limit`) for the recipients; true when every other
+    /// participant has the message. A recipient that does not answer in
     /// time counts as a failure.
     pub async fn settle(self, limit: Duration) -> bool {
-        if !self.queued_everywhere() {
+        self.settling(limit).outcome().await
+    }
+
+    /// The answers to wait for, at most `limit` from now, in a form that
+    /// can be awaited in place (no task per message).
+    pub fn settling(self, limit: Duration) -> Settling {
+        Settling {
+            queued_everywhere: self.queued_everywhere(),
+            answers: self.pending.into(),
+            deadline: tokio::time::Instant::now() + limit,
+        }
+    }
+}
+
+/// A [`Delivery`] waiting for its recipients' answers.
+#[derive(Debug)]
+pub struct Settling {
+    queued_everywhere: bool,
+    /// Answers not received yet; received ones are removed as they come.
+    answers: std::collections::VecDeque<tokio::sync::oneshot::Receiver<bool>>,
+    deadline: tokio::time::Instant,
+}
+
+impl Settling {
+    /// The outcome, if it is known without waiting.
+    pub fn outcome_now(&mut self) -> Option<bool> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        if !self.queued_everywhere {
+            return Some(false);
+        }
+        while let Some(answer) = self.answers.front_mut() {
+            match answer.try_recv() {
+                Ok(true) => {
+                    self.answers.pop_front();
+                }
+                Ok(false) | Err(TryRecvError::Closed) => return Some(false),
+                Err(TryRecvError::Empty) => {
+                    return (tokio::time::Instant::now() >= self.deadline).then_some(false);
+                }
+            }
+        }
+        Some(true)
+    }
+
+    /// Waits for the outcome: true when every recipient confirmed in time.
+    /// Cancel-safe: answers already received are kept.
+    pub async fn outcome(&mut self) -> bool {
+        if !self.queued_everywhere {
             return false;
         }
-        let answers = async {
-            for rx in self.pending {
-                if rx.await != Ok(true) {
+        let answers = &mut self.answers;
+        let all_confirmed = async {
+            while let Some(answer) = answers.front_mut() {
+                if answer.await != Ok(true) {
                     return false;
                 }
+                answers.pop_front();
             }
             true
         };
-        tokio::time::timeout(limit, answers).await.unwrap_or(false)
+        tokio::time::timeout_at(self.deadline, all_confirmed)
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -263,7 +343,7 @@ impl Conversation {
     }
 
     /// Queues a message for every participant but the sender (or, with
-    /// `only_to`, for that participant alone). Nobody waits for custodians.
+    /// `only_to`, for that participant alone). Nobody confirms it.
     pub fn relay(
         &self,
         from_endpoint: u64,
@@ -274,8 +354,8 @@ impl Conversation {
         self.relay_with(from_endpoint, from, payload, only_to, false)
     }
 
-    /// Like [`Conversation::relay`], and custodians are asked to confirm:
-    /// for a sender that is owed an `ACK` or `NAK`.
+    /// Like [`Conversation::relay`], and every recipient is asked to
+    /// confirm (see [`Receipts`]): for a sender that is owed an `ACK` or `NAK`.
     pub fn relay_confirmed(
         &self,
         from_endpoint: u64,
@@ -304,17 +384,23 @@ impl Conversation {
             if only_to.is_some_and(|h| !p.info.handle.eq_ignore_ascii_case(h)) {
                 continue;
             }
-            let custody = (confirmed && p.receipts == Receipts::Custodian).then(|| {
+            let custody = confirmed.then(|| {
                 let (custody, rx) = Custody::new();
                 delivery.pending.push(rx);
+                delivery.custodians |= p.receipts == Receipts::Custodian;
                 custody
             });
-            match p.outbox.push(ConversationEvent::Message {
+            match p.outbox.push_and_check_room(ConversationEvent::Message {
                 from: from.clone(),
                 payload: payload.clone(),
                 custody,
             }) {
-                Ok(()) => delivery.delivered += 1,
+                Ok(crowded) => {
+                    delivery.delivered += 1;
+                    if crowded {
+                        delivery.crowded.push(p.outbox.clone());
+                    }
+                }
                 Err(PushError::Closed | PushError::Overflow) => delivery.failed += 1,
             }
         }
@@ -533,15 +619,15 @@ mod tests {
             Arc::new(Outbox::new(100)),
             Arc::new(Outbox::new(100)),
         );
-        room.join(1, info("a@x.com"), a.clone(), Receipts::Queued, false)
+        room.join(1, info("a@x.com"), a.clone(), Receipts::Written, false)
             .unwrap();
         assert_eq!(
-            room.join(2, info("b@x.com"), b.clone(), Receipts::Queued, true)
+            room.join(2, info("b@x.com"), b.clone(), Receipts::Written, true)
                 .unwrap()
                 .len(),
             1
         );
-        room.join(3, info("d@x.com"), d.clone(), Receipts::Queued, true)
+        room.join(3, info("d@x.com"), d.clone(), Receipts::Written, true)
             .unwrap();
         let payload = Bytes::from_static(b"hi");
         let delivery = room.relay(1, &info("a@x.com"), &payload, None);
@@ -564,7 +650,7 @@ mod tests {
                 4,
                 info("e@x.com"),
                 Arc::new(Outbox::new(1)),
-                Receipts::Queued,
+                Receipts::Written,
                 true
             ),
             Err(JoinError::Closed)
@@ -579,7 +665,7 @@ mod tests {
             1,
             info("a@x.com"),
             Arc::new(Outbox::new(10)),
-            Receipts::Queued,
+            Receipts::Written,
             false,
         )
         .unwrap();
@@ -613,7 +699,7 @@ mod tests {
         let c = Conversations::new(Duration::from_secs(60), 4);
         let room = c.create();
         let (msn, bridge) = (Arc::new(Outbox::new(10)), Arc::new(Outbox::new(10)));
-        room.join(1, info("a@x.com"), msn.clone(), Receipts::Queued, false)
+        room.join(1, info("a@x.com"), msn.clone(), Receipts::Written, false)
             .unwrap();
         room.join(
             2,
@@ -664,12 +750,18 @@ mod tests {
         assert!(!delivery.settle(Duration::from_millis(20)).await);
         drop(kept);
 
-        // Plain relays and MSN clients never wait.
+        // Plain relays never wait.
         let delivery = room.relay(1, &info("a@x.com"), &payload, None);
         assert!(!delivery.is_pending());
         assert!(custody_of(&bridge).is_none());
+        // An MSN recipient confirms too (once its copy is written), and
+        // its connection dropping the copy unwritten is a refusal.
         let delivery = room.relay_confirmed(2, &info("b@x.com"), &payload, None);
-        assert!(!delivery.is_pending() && delivery.settle(limit).await);
-        assert!(custody_of(&msn).is_none());
+        assert!(delivery.is_pending() && !delivery.awaits_custodians());
+        custody_of(&msn).expect("custody asked for").accept();
+        assert!(delivery.settle(limit).await);
+        let delivery = room.relay_confirmed(2, &info("b@x.com"), &payload, None);
+        drop(custody_of(&msn));
+        assert!(!delivery.settle(limit).await);
     }
 }

@@ -48,3 +48,38 @@ pub struct Invitation {
     pub inviter_handle: Arc<str>,
     pub inviter_name: Arc<str>,
 }
+
+impl crate::core::outbox::QueuedSize for SessionEvent {
+    /// About what the event becomes on the wire. The presence it names is
+    /// shared with other queues, but its rendering is this client's alone.
+    fn queued_size(&self) -> usize {
+        let presence = |p: &Presence| {
+            p.handle.len() + p.friendly_name.len() + p.avatar.as_deref().map_or(0, str::len)
+        };
+        crate::core::outbox::EVENT_OVERHEAD
+            + match self {
+                SessionEvent::ContactPresence(p) => presence(p),
+                SessionEvent::ContactPersonalMessage(p) => {
+                    p.handle.len()
+                        + p.personal_message.len()
+                        + p.now_playing.as_ref().map_or(0, |n| {
+                            n.text.len() + n.msn_form.as_deref().map_or(0, str::len)
+                        })
+                }
+                SessionEvent::ContactOffline(handle) => handle.len(),
+                SessionEvent::ContactPhone { handle, value, .. } => {
+                    handle.len() + value.as_deref().map_or(0, str::len)
+                }
+                SessionEvent::AddedBy {
+                    handle,
+                    friendly_name,
+                    ..
+                } => handle.len() + friendly_name.len(),
+                SessionEvent::RemovedBy { handle, .. } => handle.len(),
+                SessionEvent::Invited(inv) => {
+                    inv.cookie.len() + inv.inviter_handle.len() + inv.inviter_name.len()
+                }
+                SessionEvent::Disconnect(_) => 0,
+            }
+    }
+}

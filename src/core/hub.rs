@@ -31,6 +31,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct HubSettings {
     pub max_queued_events: usize,
+    /// Bytes not yet written that one session's queue may hold.
+    pub max_queued_bytes: usize,
     pub max_contacts: usize,
     pub ticket_lifetime: Duration,
     pub cookie_lifetime: Duration,
@@ -295,12 +297,17 @@ impl Hub {
                 personal_message: personal_message.into(),
                 now_playing: None,
             })),
-            outbox: Outbox::new(self.settings.max_queued_events),
+            outbox: Outbox::with_byte_limit(
+                self.settings.max_queued_events,
+                self.settings.max_queued_bytes,
+            ),
             client_tag: std::sync::atomic::AtomicU32::new(0),
         });
         let previous = self.online.write().insert(handle, session.clone());
         if let Some(previous) = previous {
-            let _ = previous.outbox.push(SessionEvent::Disconnect(
+            // Even to a full queue: the old connection must end, whether
+            // or not its client still reads.
+            let _ = previous.outbox.push_last(SessionEvent::Disconnect(
                 DisconnectReason::SignedInElsewhere,
             ));
             self.go_offline(&previous).await;

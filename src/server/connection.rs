@@ -1,10 +1,11 @@
 //! One client TCP connection: buffered reads that reassemble split lines,
 //! batched writes, and no per-connection memory while idle.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use msnp::codec::{Command, Decoder, FrameError};
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -20,6 +21,8 @@ pub struct Connection {
     input: BytesMut,
     output: BytesMut,
     decoder: Decoder,
+    /// Bytes written to the socket over the connection's life.
+    written: u64,
 }
 
 impl Connection {
@@ -32,6 +35,7 @@ impl Connection {
             input: BytesMut::new(),
             output: BytesMut::new(),
             decoder,
+            written: 0,
         }
     }
 
@@ -80,12 +84,39 @@ impl Connection {
         !self.output.is_empty()
     }
 
-    /// Writes everything queued in one go, then lets go of buffers that an
-    /// idle connection does not need.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.output.clear();
+    /// Where the output queued so far ends, counted from the connection's
+    /// first byte: once [`Connection::written_position`] reaches it, all of
+    /// it is on the socket.
+    pub fn output_position(&self) -> u64 {
+        self.written + self.output.len() as u64
+    }
+
+    /// How many bytes have been written to the socket so far.
+    pub fn written_position(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes everything queued, in as few system calls as the socket
+    /// allows, then lets go of buffers that an idle connection does not
+    /// need. Fails with [`io::ErrorKind::TimedOut`] when the client accepts
+    /// no byte for `stall_limit` (it stopped reading). Progress is kept
+    /// across cancellation: what was written is gone from the buffer.
+    pub async fn flush(&mut self, stall_limit: Duration) -> io::Result<()> {
+        while !self.output.is_empty() {
+            match tokio::time::timeout(stall_limit, self.stream.write(&self.output)).await {
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client accepted nothing within the write deadline",
+                    ));
+                }
+                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => {
+                    self.output.advance(n);
+                    self.written += n as u64;
+                }
+                Ok(Err(e)) => return Err(e),
+            }
         }
         if self.output.capacity() > 16 * 1024
             || (self.input.is_empty() && self.output.capacity() > 0)
@@ -98,8 +129,10 @@ impl Connection {
         Ok(())
     }
 
-    pub async fn shutdown(&mut self) {
-        let _ = self.flush().await;
+    /// Writes what is queued (within `stall_limit` per write) and closes
+    /// the sending side.
+    pub async fn shutdown(&mut self, stall_limit: Duration) {
+        let _ = self.flush(stall_limit).await;
         let _ = self.stream.shutdown().await;
     }
 }

@@ -1,14 +1,21 @@
 //! Switchboard server: chat sessions (USR/ANS/IRO/CAL/JOI/MSG/ACK/NAK/BYE/OUT).
 //!
-//! Payloads are relayed byte for byte. `ACK` is sent only after the copies
-//! are queued for every other participant and every bridge in the chat has
-//! stored its copy; a participant that cannot take a message (closed, so
-//! far behind that it is being disconnected, or a bridge that could not
-//! store it in time) turns the sender's acknowledgement into `NAK`.
+//! Payloads are relayed byte for byte. `ACK` is sent only after the copy of
+//! every other MSN participant has been written to its socket and every
+//! bridge in the chat has stored its copy; a participant that cannot take a
+//! message (closed, so far behind that it is being disconnected, a client
+//! that stopped reading, or a bridge that could not store it in time)
+//! turns the sender's acknowledgement into `NAK`. The sender's connection
+//! goes on meanwhile, and its replies keep the order of its messages.
+//!
+//! Memory per connection is bounded: what is queued for a client and not
+//! yet written may not exceed `msn.max_queued_bytes`, and a client that
+//! accepts no byte for `msn.write_timeout_secs` is removed (`BYE handle 1`
+//! to the others).
 
 use crate::core::conversation::{
-    Admission, Conversation, ConversationEvent, CookiePurpose, EndpointOutbox, ParticipantInfo,
-    Receipts,
+    Admission, Conversation, ConversationEvent, CookiePurpose, Custody, EndpointOutbox,
+    ParticipantInfo, Receipts, Settling,
 };
 use crate::core::handle;
 use crate::core::hub::{CallError, Session};
@@ -18,6 +25,7 @@ use crate::server::connection::{Connection, ReadOutcome};
 use msnp::codec::{Command, Decoder};
 use msnp::dialect::Dialect;
 use msnp::error::ErrorCode;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -30,8 +38,9 @@ enum Flow {
     Close,
     /// Removed by the server (idle time-out, shutdown): the others see `BYE handle 1`.
     Removed,
-    /// The client stopped reading and its queue overflowed: removed like
-    /// [`Flow::Removed`], without waiting for it to take what is queued.
+    /// The client stopped reading (its queue overflowed, or it accepted
+    /// nothing within the write deadline): removed like [`Flow::Removed`],
+    /// without waiting for it to take what is queued.
     Stuck,
 }
 
@@ -45,6 +54,12 @@ const UNREACHABLE_CALLS_BEFORE_713: u8 = 3;
 
 /// How long a bridge may take to store a message before the sender gets `NAK`.
 const CUSTODY_LIMIT: Duration = Duration::from_secs(20);
+
+/// How many write deadlines an MSN recipient may take to confirm a copy.
+/// It answers once the copy is written or its connection ends, and a
+/// connection that accepts nothing for one deadline ends: this only bounds
+/// one that keeps accepting a byte at a time.
+const RECEIPT_DEADLINES: u32 = 4;
 
 struct Joined {
     conversation: Arc<Conversation>,
@@ -67,9 +82,22 @@ struct SbConnection {
     events_pending: bool,
     /// The `MSG handle name` head last rendered, and whose it is.
     last_sender: Option<(Arc<ParticipantInfo>, String)>,
-    /// Messages waiting for bridges to store them: each yields its reply
-    /// line (`ACK`/`NAK trid`), if the mode asks for one.
-    awaiting_custody: tokio::task::JoinSet<Option<String>>,
+    /// Messages waiting for their recipients to confirm them, in the order
+    /// they were sent: each yields its reply line (`ACK`/`NAK trid`), if the
+    /// mode asks for one.
+    awaiting_replies: VecDeque<AwaitingReply>,
+    /// Bytes of events rendered into the output and not yet written.
+    unwritten_bytes: usize,
+    /// Confirmations owed for messages rendered and not yet written, with
+    /// the output position where each copy ends: answered once the socket
+    /// took the copy, refused if the connection ends first.
+    unwritten_receipts: VecDeque<(u64, Custody)>,
+    /// How long the client may accept no byte of pending output.
+    write_timeout: Duration,
+    /// Recipients of this client's messages whose queues are crowded: the
+    /// client's further commands are not read until they have room (or
+    /// are removed, at their write deadline at the latest).
+    waiting_for_room: Vec<EndpointOutbox>,
     /// Handles this connection called in vain (217), with the count.
     unreachable_calls: Vec<(String, u8)>,
 }
@@ -80,7 +108,14 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
     let decoder = Decoder::client_to_server(ctx.config.msn.max_message_bytes);
     let now = Instant::now();
     let mut sb = Box::new(SbConnection {
-        outbox: Arc::new(Outbox::new(ctx.config.msn.max_queued_events)),
+        outbox: Arc::new(Outbox::with_byte_limit(
+            ctx.config.msn.max_queued_events,
+            ctx.config.msn.max_queued_bytes,
+        )),
+        write_timeout: Duration::from_secs(ctx.config.msn.write_timeout_secs),
+        unwritten_bytes: 0,
+        unwritten_receipts: VecDeque::new(),
+        waiting_for_room: Vec::new(),
         conn: Connection::new(stream, peer, decoder),
         ctx,
         joined: None,
@@ -88,7 +123,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context) {
         last_message: now,
         events_pending: false,
         last_sender: None,
-        awaiting_custody: tokio::task::JoinSet::new(),
+        awaiting_replies: VecDeque::new(),
         unreachable_calls: Vec::new(),
     });
     let flow = sb.run().await;
@@ -112,7 +147,7 @@ impl SbConnection {
         let timer = tokio::time::sleep_until(armed.into());
         tokio::pin!(timer);
         loop {
-            loop {
+            while self.waiting_for_room.is_empty() {
                 match self.conn.next_command() {
                     Ok(Some(cmd)) => {
                         let flow = if cmd.name == "MSG" && self.joined.is_some() {
@@ -151,7 +186,7 @@ impl SbConnection {
                 timer.as_mut().reset(armed.into());
             }
             tokio::select! {
-                ready = self.conn.readable() => {
+                ready = self.conn.readable(), if self.waiting_for_room.is_empty() => {
                     if ready.is_err() { return Flow::Close; }
                     match self.conn.read_available() {
                         Ok(ReadOutcome::Data | ReadOutcome::WouldBlock) => {}
@@ -171,9 +206,20 @@ impl SbConnection {
                 changed = shutdown.changed() => {
                     if changed.is_err() { return Flow::Removed; }
                 }
-                Some(settled) = self.awaiting_custody.join_next(), if !self.awaiting_custody.is_empty() => {
-                    if let Ok(Some(reply)) = settled {
-                        self.conn.send_line(&reply);
+                _ = room_at(&self.waiting_for_room), if !self.waiting_for_room.is_empty() => {
+                    self.waiting_for_room.clear();
+                }
+                delivered = oldest_outcome(&mut self.awaiting_replies) => {
+                    if let Some(settled) = self.awaiting_replies.pop_front() {
+                        self.send_reply(settled.mode, settled.trid, delivered);
+                    }
+                    // Replies settled meanwhile go out in the same write.
+                    while let Some(next) = self.awaiting_replies.front_mut()
+                        && let Some(delivered) = next.settling.outcome_now()
+                    {
+                        if let Some(settled) = self.awaiting_replies.pop_front() {
+                            self.send_reply(settled.mode, settled.trid, delivered);
+                        }
                     }
                 }
             }
@@ -188,23 +234,58 @@ impl SbConnection {
         }
     }
 
-    /// Writes what is queued. A client that does not read blocks the write;
-    /// meanwhile its outbox may overflow, and then it is removed at once.
+    /// Writes what is queued, then confirms the messages written. A client
+    /// that does not read blocks the write; it is removed when it accepts
+    /// nothing within the write deadline, or at once when its outbox
+    /// overflows meanwhile.
     async fn flush(&mut self) -> Flow {
         let (outbox, peer) = (&self.outbox, self.conn.peer);
-        let write = self.conn.flush();
-        tokio::pin!(write);
-        loop {
-            tokio::select! {
-                biased;
-                written = &mut write => return if written.is_ok() { Flow::Continue } else { Flow::Close },
-                _ = outbox.notified() => {
-                    if outbox.has_overflowed() {
-                        tracing::warn!(peer = %peer, "closing switchboard connection: client is not reading");
-                        return Flow::Stuck;
+        let written = {
+            let write = self.conn.flush(self.write_timeout);
+            tokio::pin!(write);
+            loop {
+                tokio::select! {
+                    biased;
+                    written = &mut write => break written,
+                    _ = outbox.notified() => {
+                        if outbox.has_overflowed() {
+                            tracing::warn!(peer = %peer, "closing switchboard connection: client is not reading");
+                            return Flow::Stuck;
+                        }
+                        self.events_pending = true;
                     }
-                    self.events_pending = true;
                 }
+            }
+        };
+        // Copies the socket took are delivered, even if the rest is stuck.
+        self.confirm_written();
+        match written {
+            Ok(()) => Flow::Continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::warn!(peer = %peer, "closing switchboard connection: client is not reading (write deadline)");
+                Flow::Stuck
+            }
+            Err(_) => Flow::Close,
+        }
+    }
+
+    /// Confirms the copies the socket has taken (their senders may be told
+    /// `ACK`); once everything rendered is written, its bytes leave the
+    /// queue's budget.
+    fn confirm_written(&mut self) {
+        let written = self.conn.written_position();
+        while let Some((end, _)) = self.unwritten_receipts.front()
+            && *end <= written
+        {
+            if let Some((_, receipt)) = self.unwritten_receipts.pop_front() {
+                receipt.accept();
+            }
+        }
+        if !self.conn.has_pending_output() {
+            self.outbox
+                .written(std::mem::take(&mut self.unwritten_bytes));
+            if self.unwritten_receipts.capacity() > 64 {
+                self.unwritten_receipts = VecDeque::new();
             }
         }
     }
@@ -213,7 +294,9 @@ impl SbConnection {
         self.outbox.close();
         let removed_by_server = matches!(flow, Flow::Removed | Flow::Stuck);
         let Some(j) = self.joined.take() else {
-            let _ = tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown()).await;
+            let _ =
+                tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown(self.write_timeout))
+                    .await;
             return;
         };
         // The others learn at once, however slowly this client reads.
@@ -224,12 +307,24 @@ impl SbConnection {
                 .forget_if_closed(j.conversation.id);
         }
         if flow == Flow::Stuck {
-            // Dropping the connection closes the socket; nothing more is written.
+            // Dropping the connection closes the socket; nothing more is
+            // written, and what was not written is refused now (senders get
+            // NAK), not whenever the last reference to the outbox goes.
+            self.outbox.drain_into(&mut Vec::new());
+            self.unwritten_receipts.clear();
             return;
         }
         // Deliver what was queued before the close (e.g. the last messages).
         self.render_queued(j.dialect);
-        let _ = tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown()).await;
+        let _ =
+            tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.flush(self.write_timeout)).await;
+        self.confirm_written();
+        // Anything not written by now, or queued after the close, cannot be
+        // delivered: refused now.
+        self.unwritten_receipts.clear();
+        self.outbox.drain_into(&mut Vec::new());
+        let _ =
+            tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown(self.write_timeout)).await;
     }
 
     fn render_events(&mut self) -> Flow {
@@ -245,7 +340,7 @@ impl SbConnection {
 
     fn render_queued(&mut self, dialect: Dialect) {
         let mut events = Vec::new();
-        self.outbox.drain_into(&mut events);
+        self.unwritten_bytes += self.outbox.drain_unwritten(&mut events);
         for event in events {
             match event {
                 ConversationEvent::Joined(p) => self
@@ -262,7 +357,11 @@ impl SbConnection {
                     };
                     self.conn.send_line(&line);
                 }
-                ConversationEvent::Message { from, payload, .. } => {
+                ConversationEvent::Message {
+                    from,
+                    payload,
+                    custody,
+                } => {
                     // Receiving counts as activity: a reader is not idle.
                     self.last_message = Instant::now();
                     let cached = self
@@ -279,6 +378,10 @@ impl SbConnection {
                     }
                     if let Some((_, head)) = &self.last_sender {
                         self.conn.send_payload(head, &payload);
+                    }
+                    if let Some(custody) = custody {
+                        let end = self.conn.output_position();
+                        self.unwritten_receipts.push_back((end, custody));
                     }
                 }
             }
@@ -359,7 +462,7 @@ impl SbConnection {
                 endpoint,
                 me.clone(),
                 self.outbox.clone(),
-                Receipts::Queued,
+                Receipts::Written,
                 false,
             )
             .is_err()
@@ -408,7 +511,7 @@ impl SbConnection {
             endpoint,
             me.clone(),
             self.outbox.clone(),
-            Receipts::Queued,
+            Receipts::Written,
             true,
         ) {
             Ok(others) => others,
@@ -536,36 +639,68 @@ impl SbConnection {
             }
         }
         let only_to = p2p_dest.as_deref();
-        let delivery = if mode == "U" {
+        let mut delivery = if mode == "U" {
             j.conversation.relay(j.endpoint, &j.me, payload, only_to)
         } else {
             j.conversation
                 .relay_confirmed(j.endpoint, &j.me, payload, only_to)
         };
-        let reply = move |delivered: bool| -> Option<String> {
-            let reply = match (mode, delivered) {
-                ("U", _) | ("N", true) | ("S", false) => None,
-                ("A" | "D" | "S", true) => Some("ACK"),
-                _ => Some("NAK"),
+        self.waiting_for_room.append(&mut delivery.crowded);
+        if delivery.is_pending() || !self.awaiting_replies.is_empty() {
+            // The recipients confirm it once written (or stored, for a
+            // bridge); the connection goes on meanwhile, and the reply waits
+            // for those of earlier messages.
+            let written_limit = self.write_timeout * RECEIPT_DEADLINES;
+            let limit = if delivery.awaits_custodians() {
+                written_limit.max(CUSTODY_LIMIT)
+            } else {
+                written_limit
             };
-            reply.map(|r| format!("{r} {trid}"))
-        };
-        if delivery.is_pending() {
-            // A bridge has to store it first; the connection goes on meanwhile.
-            let metrics = self.ctx.metrics.clone();
-            self.awaiting_custody.spawn(async move {
-                let delivered = delivery.settle(CUSTODY_LIMIT).await;
-                count_delivery(&metrics, delivered);
-                reply(delivered)
+            self.awaiting_replies.push_back(AwaitingReply {
+                settling: delivery.settling(limit),
+                mode,
+                trid,
             });
             return Flow::Continue;
         }
-        let delivered = delivery.queued_everywhere();
-        count_delivery(&self.ctx.metrics, delivered);
-        if let Some(line) = reply(delivered) {
-            self.conn.send_line(&line);
-        }
+        self.send_reply(mode, trid, delivery.queued_everywhere());
         Flow::Continue
+    }
+
+    /// Counts a message's outcome and sends its reply, if its mode has one.
+    fn send_reply(&mut self, mode: &str, trid: u32, delivered: bool) {
+        count_delivery(&self.ctx.metrics, delivered);
+        let reply = match (mode, delivered) {
+            ("U", _) | ("N", true) | ("S", false) => None,
+            ("A" | "D" | "S", true) => Some("ACK"),
+            _ => Some("NAK"),
+        };
+        if let Some(reply) = reply {
+            self.conn.send_line(&format!("{reply} {trid}"));
+        }
+    }
+}
+
+/// Resolves once every one of `outboxes` has room (or is closed).
+async fn room_at(outboxes: &[EndpointOutbox]) {
+    for outbox in outboxes {
+        outbox.wait_for_room().await;
+    }
+}
+
+/// A message whose reply waits for its recipients' answers.
+struct AwaitingReply {
+    settling: Settling,
+    /// `'static`: the mode is one of the five the protocol has.
+    mode: &'static str,
+    trid: u32,
+}
+
+/// The outcome of the oldest message still waiting for its recipients.
+async fn oldest_outcome(awaiting: &mut VecDeque<AwaitingReply>) -> bool {
+    match awaiting.front_mut() {
+        Some(oldest) => oldest.settling.outcome().await,
+        None => std::future::pending().await,
     }
 }
 

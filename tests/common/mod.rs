@@ -148,6 +148,33 @@ impl Client {
         }
     }
 
+    /// Connects with a receive buffer of about `bytes`, set before the
+    /// handshake so the window the server sees stays small: a client that
+    /// stops reading then fills up after a few kilobytes.
+    pub async fn connect_with_small_window(addr: SocketAddr, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::server_to_client(),
+            trid: 0,
+        }
+    }
+
+    /// The socket itself, for tests that read and write it on their own
+    /// (nothing may be buffered by the client yet).
+    pub fn into_stream(self) -> TcpStream {
+        assert!(
+            self.buf.is_empty(),
+            "bytes already buffered: {:?}",
+            self.buf
+        );
+        self.stream
+    }
+
     /// The next transaction id.
     pub fn next(&mut self) -> u32 {
         self.trid += 1;
@@ -258,7 +285,11 @@ pub fn dialect_name(n: u8) -> String {
 /// Full MD5 sign-in (MSNP2–7) on the notification server. Returns the
 /// client after `USR OK` and the profile message.
 pub async fn sign_in_md5(ns: SocketAddr, dialect: u8, handle: &str, password: &str) -> Client {
-    let mut c = Client::connect(ns).await;
+    sign_in_md5_on(Client::connect(ns).await, dialect, handle, password).await
+}
+
+/// [`sign_in_md5`] on a connection the caller opened.
+pub async fn sign_in_md5_on(mut c: Client, dialect: u8, handle: &str, password: &str) -> Client {
     let t = c.next();
     c.send(&format!("VER {t} MSNP{dialect} CVR0")).await;
     c.expect(&format!("VER {t} MSNP{dialect}")).await;

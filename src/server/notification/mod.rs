@@ -5,6 +5,12 @@
 //! contacts, reverse-list additions, chat invitations) are rendered in the
 //! client's dialect between commands, and all output of one wake-up is
 //! written with one system call.
+//!
+//! A client that stops reading is not kept: it is closed when it accepts
+//! no byte for `msn.write_timeout_secs`, when what is queued for it and not
+//! yet written exceeds `msn.max_queued_bytes`, or when a newer sign-in
+//! (`OUT OTH`) or the shutdown ends its session; its watchers then see it
+//! go offline.
 
 mod lists;
 mod login;
@@ -20,6 +26,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+
+/// How long a closing connection may take to accept what is still queued for it.
+const CLOSING_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +77,14 @@ pub(crate) struct NsConnection {
     pub rate: RateLimiter,
     /// Wrong passwords on this connection (closed at `signin_limits.failures_per_connection`).
     pub login_failures: u32,
+    /// Bytes of session events rendered into the output and not yet written.
+    pub unwritten_bytes: usize,
+    /// An outbox wake-up was consumed while writing: render before waiting.
+    pub events_pending: bool,
+    /// The client stopped reading: close without trying to write more.
+    pub stuck: bool,
+    /// How long the client may accept no byte of pending output.
+    pub write_timeout: Duration,
 }
 
 /// Counts changes in a sliding window; over the limit the server answers 800.
@@ -112,6 +129,7 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Rol
         Duration::from_secs(ctx.config.msn.rate_window_secs),
     );
     let now = Instant::now();
+    let write_timeout = Duration::from_secs(ctx.config.msn.write_timeout_secs);
     let mut ns = Box::new(NsConnection {
         conn: Connection::new(stream, peer, decoder),
         ctx,
@@ -126,6 +144,10 @@ pub async fn handle(stream: TcpStream, peer: SocketAddr, ctx: Context, role: Rol
         connected_at: now,
         rate,
         login_failures: 0,
+        unwritten_bytes: 0,
+        events_pending: false,
+        stuck: false,
+        write_timeout,
     });
     ns.run().await;
     // Boxed: keeps the idle task's future small (~240 B per connection).
@@ -159,12 +181,15 @@ impl NsConnection {
             if self.render_events() == Flow::Close {
                 return;
             }
-            if self.conn.flush().await.is_err() {
+            if self.flush().await == Flow::Close {
                 return;
             }
             if self.ctx.shutting_down() {
                 self.conn.send_line("OUT SSD");
                 return;
+            }
+            if std::mem::take(&mut self.events_pending) {
+                continue;
             }
             let deadline = self.next_deadline();
             let outbox = self.session.clone();
@@ -181,6 +206,60 @@ impl NsConnection {
                     if self.on_deadline() == Flow::Close { return; }
                 }
                 _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Writes what is queued. A client that does not read blocks the write:
+    /// it is closed when it accepts nothing within the write deadline, when
+    /// its queue overflows meanwhile, or shortly after its session is ended
+    /// (newer sign-in, shutdown) if the write still does not finish.
+    async fn flush(&mut self) -> Flow {
+        let (session, peer) = (self.session.clone(), self.conn.peer);
+        let write = self.conn.flush(self.write_timeout);
+        tokio::pin!(write);
+        let grace = tokio::time::sleep(CLOSING_FLUSH_LIMIT);
+        tokio::pin!(grace);
+        let mut ending = false;
+        let written = loop {
+            tokio::select! {
+                biased;
+                written = &mut write => break written,
+                _ = &mut grace, if ending => {
+                    tracing::info!(peer = %peer, "closing notification connection: session ended while the client was not reading");
+                    self.stuck = true;
+                    return Flow::Close;
+                }
+                _ = async { match &session { Some(s) => s.outbox.notified().await, None => std::future::pending().await } }, if !ending => {
+                    let Some(s) = &session else { continue };
+                    if s.outbox.has_overflowed() {
+                        tracing::warn!(peer = %peer, user = %s.handle, "closing notification connection: client is not reading (queue full)");
+                        self.stuck = true;
+                        return Flow::Close;
+                    }
+                    if s.outbox.is_ending() {
+                        // Time to take what is being written, then `OUT`.
+                        ending = true;
+                        grace.as_mut().reset((Instant::now() + CLOSING_FLUSH_LIMIT).into());
+                    }
+                    self.events_pending = true;
+                }
+            }
+        };
+        match written {
+            Ok(()) => {
+                if let Some(s) = &session {
+                    s.outbox.written(std::mem::take(&mut self.unwritten_bytes));
+                }
+                Flow::Continue
+            }
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::warn!(peer = %peer, user = ?session.as_ref().map(|s| s.handle.clone()),
+                        "closing notification connection: client is not reading (write deadline)");
+                }
+                self.stuck = true;
+                Flow::Close
             }
         }
     }
@@ -215,7 +294,11 @@ impl NsConnection {
     }
 
     async fn finish(&mut self) {
-        self.conn.shutdown().await;
+        if !self.stuck {
+            let _ =
+                tokio::time::timeout(CLOSING_FLUSH_LIMIT, self.conn.shutdown(self.write_timeout))
+                    .await;
+        }
         if let Some(session) = self.session.take() {
             if let Some(gauge) = self.ctx.metrics.session_gauge(self.dialect.number()) {
                 gauge.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

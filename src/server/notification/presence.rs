@@ -232,11 +232,13 @@ impl NsConnection {
         };
         if session.outbox.has_overflowed() {
             tracing::warn!(user = %session.handle, queued = session.outbox.len(),
+                unwritten_bytes = session.outbox.unwritten_bytes(),
                 "closing: client is not reading its notifications");
+            self.stuck = true;
             return Flow::Close;
         }
         let mut events = Vec::new();
-        session.outbox.drain_into(&mut events);
+        self.unwritten_bytes += session.outbox.drain_unwritten(&mut events);
         let d = self.dialect;
         for event in events {
             match event {

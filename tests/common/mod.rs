@@ -148,6 +148,13 @@ impl Client {
         }
     }
 
+    /// Reads the server's stream as `dialect` frames it (MSNP13+ have more
+    /// payload commands), from the next command on.
+    pub fn use_dialect(&mut self, dialect: u8) {
+        let dialect = msnp::dialect::Dialect::new(dialect).expect("known dialect");
+        self.decoder = Decoder::server_to_client_for(dialect);
+    }
+
     /// The next transaction id.
     pub fn next(&mut self) -> u32 {
         self.trid += 1;

@@ -697,3 +697,97 @@ async fn adl_errors_and_fqy() {
     c.expect(&format!("240 {t}")).await;
     c.expect_closed().await;
 }
+
+/// The switchboard works for MSNP13–15 as for MSNP12 (plain handles): a
+/// WLM 8.x user and an MSNP12 user chat both ways, each invited once.
+#[tokio::test]
+async fn msnp15_and_msnp12_chat_through_the_switchboard() {
+    let wlm = start_wlm(|_| {}).await;
+    let sb_address = format!("127.0.0.1:{}", wlm.server.running.switchboard_addr.port());
+    let mut bob = sign_in_msnp12(&wlm, "bob@example.com").await;
+    let t = bob.next();
+    bob.send(&format!("CHG {t} NLN 1342177312")).await;
+    bob.expect(&format!("CHG {t} NLN 1342177312")).await;
+    let mut alice = sign_in_wlm(&wlm, 15, "alice@example.com").await;
+    let t = alice.next();
+    alice
+        .send_payload(&format!("ADL {t}"), b"<ml l=\"1\"></ml>")
+        .await;
+    alice.expect(&format!("ADL {t} OK")).await;
+    let t = alice.next();
+    alice.send(&format!("CHG {t} NLN 2416181284 0")).await;
+    alice.expect(&format!("CHG {t} NLN 2416181284 0")).await;
+
+    // Alice opens the session: the MSNP14+ XFR form.
+    let t = alice.next();
+    alice.send(&format!("XFR {t} SB")).await;
+    let xfr = alice.recv().await;
+    assert_eq!(xfr.args.len(), 8, "{}", render(&xfr));
+    assert_eq!(
+        &xfr.args[..4],
+        [t.to_string(), "SB".into(), sb_address.clone(), "CKI".into()]
+    );
+    assert_eq!(
+        &xfr.args[5..],
+        ["U".to_string(), "messenger.msn.com".into(), "1".into()]
+    );
+    let mut a_sb = Client::connect(wlm.server.running.switchboard_addr).await;
+    a_sb.send(&format!("USR 1 alice@example.com {}", xfr.args[4]))
+        .await;
+    a_sb.expect("USR 1 OK alice@example.com Alice").await;
+    a_sb.send("CAL 2 bob@example.com").await;
+    let ringing = a_sb.recv().await;
+    assert_eq!(&ringing.args[..2], ["2".to_string(), "RINGING".into()]);
+    let session = ringing.args[2].clone();
+    let rng = bob.recv_named("RNG").await;
+    assert_eq!(rng.args.len(), 6, "MSNP12 RNG form: {}", render(&rng));
+    let mut b_sb = Client::connect(wlm.server.running.switchboard_addr).await;
+    b_sb.send(&format!("ANS 1 bob@example.com {} {session}", rng.args[3]))
+        .await;
+    b_sb.expect("IRO 1 1 1 alice@example.com Alice 2416181284")
+        .await;
+    b_sb.expect("ANS 1 OK").await;
+    a_sb.expect("JOI bob@example.com Bob 1342177312").await;
+    let hello = b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi from WLM";
+    a_sb.send_payload("MSG 3 A", hello).await;
+    let relayed = expect_payload(&mut b_sb, "MSG alice@example.com Alice").await;
+    assert_eq!(relayed.payload.as_deref(), Some(&hello[..]));
+    a_sb.expect("ACK 3").await;
+    let reply =
+        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n\r\nhi from MSNP12";
+    b_sb.send_payload("MSG 2 N", reply).await;
+    let relayed = expect_payload(&mut a_sb, "MSG bob@example.com Bob").await;
+    assert_eq!(relayed.payload.as_deref(), Some(&reply[..]));
+
+    // Bob invites Alice into a new session: the MSNP14+ RNG form.
+    let t = bob.next();
+    bob.send(&format!("XFR {t} SB")).await;
+    let xfr = bob.recv_named("XFR").await;
+    assert_eq!(xfr.args.len(), 5, "MSNP12 XFR form: {}", render(&xfr));
+    let mut b2 = Client::connect(wlm.server.running.switchboard_addr).await;
+    b2.send(&format!("USR 1 bob@example.com {}", xfr.args[4]))
+        .await;
+    b2.expect("USR 1 OK bob@example.com Bob").await;
+    b2.send("CAL 2 alice@example.com").await;
+    let session = b2.recv().await.args[2].clone();
+    let rng = alice.recv_named("RNG").await;
+    assert_eq!(rng.args[0], session);
+    assert_eq!(
+        &rng.args[4..],
+        [
+            "bob@example.com".to_string(),
+            "Bob".into(),
+            "U".into(),
+            "messenger.hotmail.com".into(),
+            "1".into()
+        ]
+    );
+    let mut a2 = Client::connect(wlm.server.running.switchboard_addr).await;
+    a2.send(&format!(
+        "ANS 1 alice@example.com {} {session}",
+        rng.args[3]
+    ))
+    .await;
+    a2.expect("IRO 1 1 1 bob@example.com Bob 1342177312").await;
+    a2.expect("ANS 1 OK").await;
+}

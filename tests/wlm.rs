@@ -340,9 +340,12 @@ fn caps_shown(dialect: u8, caps: u32) -> String {
 async fn msnp18_signs_in_step_by_step_as_wlm_2009_does() {
     let wlm = start_wlm(|_| {}).await;
     let mut c = sign_in_wlm(&wlm, 18, "alice@example.com").await;
-    let t = c.next();
-    c.send(&format!("BLP {t} BL")).await;
-    c.expect(&format!("BLP {t} BL")).await;
+    // retro-prpl sends BLP before its initial ADL, also when nothing changes.
+    for mode in ["BL", "BL", "AL", "AL"] {
+        let t = c.next();
+        c.send(&format!("BLP {t} {mode}")).await;
+        c.expect(&format!("BLP {t} {mode}")).await;
+    }
     let t = c.next();
     c.send_payload(&format!("ADL {t}"), b"<ml l=\"1\"></ml>")
         .await;

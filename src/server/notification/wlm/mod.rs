@@ -38,12 +38,34 @@ impl NsConnection {
             "FQY" if self.dialect.has_fqy() => self.fqy(trid, cmd).await,
             "CHG" => self.wlm_chg(trid, cmd).await,
             "UUX" => self.wlm_uux(trid, cmd).await,
+            "BLP" => self.wlm_blp(trid, cmd).await,
             // Notifications to another user's endpoints (sign-out requests,
             // P2P bootstrap data) and messages over the notification
             // connection are not relayed yet: answered as "not reachable".
             "UUN" | "UUM" => self.reply_error(msnp::error::ErrorCode::NotOnline, trid),
             _ => return None,
         })
+    }
+
+    /// `BLP trid AL|BL`: as in MSNP12, except that the mode already in
+    /// force is echoed, not refused with 218 (clients send it before every
+    /// initial ADL, wlm/notification.md §7).
+    async fn wlm_blp(&mut self, trid: u32, cmd: &Command) -> Flow {
+        let Some(session) = self.session.clone() else {
+            return Flow::Close;
+        };
+        let current = self
+            .ctx
+            .hub
+            .with_roster(&session, |r| r.privacy.as_stored())
+            .await;
+        match (current, cmd.arg(1)) {
+            (Ok(current), Some(asked)) if current == asked => {
+                self.conn.send_line(&format!("BLP {trid} {asked}"));
+                Flow::Continue
+            }
+            _ => self.blp(trid, cmd).await,
+        }
     }
 
     /// An error reply in the form MSNP13+ clients read: the codes MSNPSharp

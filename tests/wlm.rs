@@ -794,3 +794,140 @@ async fn msnp15_and_msnp12_chat_through_the_switchboard() {
     a2.expect("IRO 1 1 1 bob@example.com Bob 1342177312").await;
     a2.expect("ANS 1 OK").await;
 }
+
+/// The dispatch server refers WLM clients to the notification server
+/// before any policy or challenge.
+#[tokio::test]
+async fn dispatch_refers_wlm_clients_to_the_notification_server() {
+    let ns_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let wlm = start_wlm(|c| {
+        c.msn.dispatch_redirect = true;
+        c.msn.notification_listen = Some(ns_port);
+    })
+    .await;
+    let dispatch = wlm.server.running.dispatch_addr.expect("dispatch listener");
+    for (dialect, package) in [(13u8, "TWN"), (18, "SSO")] {
+        let mut c = Client::connect(dispatch).await;
+        c.send(&format!("VER 1 MSNP{dialect} CVR0")).await;
+        c.expect(&format!("VER 1 MSNP{dialect}")).await;
+        c.use_dialect(dialect);
+        c.send(&format!("USR 2 {package} I alice@example.com"))
+            .await;
+        c.expect(&format!(
+            "XFR 2 NS 127.0.0.1:{} 0 127.0.0.1:{}",
+            wlm.server.ns().port(),
+            dispatch.port()
+        ))
+        .await;
+        c.expect_closed().await;
+    }
+}
+
+/// A bridge network that knows one user, for presence of bridged contacts.
+struct OneUserNetwork;
+
+const BRIDGED: &str = "known@test.bridge";
+
+fn bridged(status: msngate::core::presence::Status) -> Arc<msngate::core::presence::Presence> {
+    Arc::new(msngate::core::presence::Presence {
+        handle: BRIDGED.into(),
+        status,
+        friendly_name: "Known Remote".into(),
+        capabilities: 0x4000_0000,
+        avatar: None,
+        personal_message: "on the bridge".into(),
+        now_playing: None,
+    })
+}
+
+impl msngate::core::remote::Network for OneUserNetwork {
+    fn name(&self) -> &str {
+        "one-user"
+    }
+    fn owns(&self, handle: &str) -> bool {
+        handle.ends_with("@test.bridge")
+    }
+    fn resolve<'a>(
+        &'a self,
+        handle: &'a str,
+    ) -> msngate::core::remote::BoxFuture<'a, Option<Arc<msngate::core::presence::Presence>>> {
+        Box::pin(async move {
+            (handle == BRIDGED).then(|| bridged(msngate::core::presence::Status::Online))
+        })
+    }
+    fn watch(&self, _local: &str, _remote: &str, _watching: bool) {}
+    fn invite<'a>(
+        &'a self,
+        _conversation: Arc<msngate::core::conversation::Conversation>,
+        _inviter: Arc<msngate::core::conversation::ParticipantInfo>,
+        _remote: &'a str,
+    ) -> msngate::core::remote::BoxFuture<'a, Result<(), msngate::core::hub::Unreachable>> {
+        Box::pin(async { Err(msngate::core::hub::Unreachable) })
+    }
+    fn local_presence(&self, _presence: Arc<msngate::core::presence::Presence>) {}
+}
+
+/// Bridged contacts are network-1 contacts to WLM clients: FQY, ADL, their
+/// presence and personal message in each dialect's form.
+#[tokio::test]
+async fn bridged_contacts_appear_in_the_wlm_forms() {
+    use msngate::core::presence::Status;
+    let wlm = start_wlm(|_| {}).await;
+    let hub = wlm.server.running.hub.clone();
+    hub.register_network(Arc::new(OneUserNetwork));
+    for (dialect, user) in [(18u8, "alice@example.com"), (14, "bob@example.com")] {
+        let mut c = sign_in_wlm(&wlm, dialect, user).await;
+        let t = c.next();
+        c.send_payload(&format!("ADL {t}"), b"<ml l=\"1\"></ml>")
+            .await;
+        c.expect(&format!("ADL {t} OK")).await;
+        let t = c.next();
+        c.send(&format!("CHG {t} NLN 0 0")).await;
+        c.expect(&format!("CHG {t} NLN 0 0")).await;
+        let t = c.next();
+        c.send_payload(
+            &format!("FQY {t}"),
+            b"<ml><d n=\"test.bridge\"><c n=\"known\" /><c n=\"unknown\" /></d></ml>",
+        )
+        .await;
+        let answer = expect_payload(&mut c, &format!("FQY {t}")).await;
+        assert_eq!(
+            payload_text(&answer),
+            "<ml><d n=\"test.bridge\"><c n=\"known\" t=\"1\" /></d></ml>"
+        );
+        let t = c.next();
+        c.send_payload(
+            &format!("ADL {t}"),
+            b"<ml><d n=\"test.bridge\"><c n=\"known\" l=\"3\" t=\"1\" /></d></ml>",
+        )
+        .await;
+        c.expect(&format!("ADL {t} OK")).await;
+        let who = shown(dialect, BRIDGED);
+        let caps = caps_shown(dialect, 0x4000_0000);
+        let line = format!("NLN {who} Known%20Remote {caps} %3Cmsnobj%2F%3E");
+        if dialect <= 17 {
+            c.expect(&format!("ILN {t} {line}")).await;
+        } else {
+            c.expect(&format!("NLN {line}")).await;
+        }
+        let ubx = expect_payload(&mut c, &format!("UBX {who}")).await;
+        assert!(payload_text(&ubx).contains("<PSM>on the bridge</PSM>"));
+        hub.remote_presence(bridged(Status::Away));
+        c.expect(&format!(
+            "NLN AWY {who} Known%20Remote {caps} %3Cmsnobj%2F%3E"
+        ))
+        .await;
+        hub.remote_presence(bridged(Status::Offline));
+        let fln = if dialect >= 16 {
+            format!("FLN {who} 0:0")
+        } else {
+            format!("FLN {who} 0")
+        };
+        c.expect(&fln).await;
+        hub.remote_presence(bridged(Status::Online));
+        c.recv_named("NLN").await;
+    }
+}

@@ -164,8 +164,9 @@ impl NsConnection {
     }
 
     /// `FQY trid len` + `<ml><d n="x"><c n="bob" /></d></ml>`: which
-    /// network each contact is on. Every account (and bridged user) is a
-    /// Passport contact; nobody known → `208`.
+    /// network each contact is on. Every account and every bridged user is
+    /// a Passport contact (network 1); unknown ones are left out, and
+    /// nobody known at all → `208`.
     pub(super) async fn fqy(&mut self, trid: u32, cmd: &Command) -> Flow {
         let payload = cmd.payload.as_deref().unwrap_or_default();
         let document = match MembershipList::parse(payload) {
@@ -181,8 +182,11 @@ impl NsConnection {
             let Some(contact) = handle::normalize(&entry.email()) else {
                 continue;
             };
-            let exists = handle::is_bridged(&contact)
-                || matches!(self.ctx.hub.accounts.find(&contact).await, Ok(Some(_)));
+            // A bridged user exists if the network that owns the handle knows it.
+            let exists = match self.ctx.hub.network_for(&contact) {
+                Some(network) => network.resolve(&contact).await.is_some(),
+                None => matches!(self.ctx.hub.accounts.find(&contact).await, Ok(Some(_))),
+            };
             if exists {
                 known.push(ListEntry {
                     lists: Lists::NONE,

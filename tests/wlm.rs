@@ -639,6 +639,31 @@ async fn bad_mbi_forged_and_reused_tickets_are_refused() {
     c.expect(&format!("911 {t}")).await;
     c.expect_closed().await;
 
+    // MSNP16+ must name the machine, in GUID form.
+    for guid in ["", " not-a-guid"] {
+        let mut c = Client::connect(wlm.server.ns()).await;
+        let nonce = hello(&wlm, &mut c, 17, handle).await;
+        let (ticket, secret) =
+            tokens(&wlm, true, handle, "messengerclear.live.com", "MBI_KEY_OLD").await;
+        let mbi = msnp::sso::mbi_response(&secret, &nonce, rand::random()).unwrap();
+        let t = c.next();
+        c.send(&format!("USR {t} SSO S {ticket} {mbi}{guid}")).await;
+        c.expect(&format!("911 {t}")).await;
+        c.expect_closed().await;
+    }
+    // Upper case without braces (retro-prpl's form) is a GUID too.
+    let mut c = Client::connect(wlm.server.ns()).await;
+    let nonce = hello(&wlm, &mut c, 18, handle).await;
+    let (ticket, secret) =
+        tokens(&wlm, true, handle, "messengerclear.live.com", "MBI_KEY_OLD").await;
+    let mbi = msnp::sso::mbi_response(&secret, &nonce, rand::random()).unwrap();
+    let t = c.next();
+    c.send(&format!(
+        "USR {t} SSO S {ticket} {mbi} 8C7D6A2B-1F2E-4D3C-9B8A-7F6E5D4C3B2A"
+    ))
+    .await;
+    c.expect(&format!("USR {t} OK {handle} 1 0")).await;
+
     // The package of the other era closes.
     let mut c = Client::connect(wlm.server.ns()).await;
     c.send("VER 1 MSNP18 CVR0").await;

@@ -133,11 +133,12 @@ impl NsConnection {
         let ticket = cmd.arg(3).ok_or("no ticket")?;
         let mbi = cmd.arg(4);
         if method == LoginMethod::Sso && self.dialect.has_mpop() {
-            // P16+: the machine GUID; only its form is checked for now.
-            if let Some(guid) = cmd.arg(5)
-                && msnp::endpoint::MachineGuid::parse(guid).is_none()
-            {
-                return Err("malformed machine GUID".into());
+            // P16+ clients always name their machine (Escargot refuses a
+            // login without it); only its form is checked until MPOP exists.
+            match cmd.arg(5).map(msnp::endpoint::MachineGuid::parse) {
+                Some(Some(_)) => {}
+                Some(None) => return Err("malformed machine GUID".into()),
+                None => return Err("no machine GUID".into()),
             }
         }
         let proof_key = self

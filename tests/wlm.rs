@@ -842,9 +842,8 @@ async fn dispatch_refers_wlm_clients_to_the_notification_server() {
         c.send(&format!("USR 2 {package} I alice@example.com"))
             .await;
         c.expect(&format!(
-            "XFR 2 NS 127.0.0.1:{} 0 127.0.0.1:{}",
-            wlm.server.ns().port(),
-            dispatch.port()
+            "XFR 2 NS 127.0.0.1:{} U D",
+            wlm.server.ns().port()
         ))
         .await;
         c.expect_closed().await;

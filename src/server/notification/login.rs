@@ -141,7 +141,8 @@ impl NsConnection {
         let line = match self.dialect.number() {
             2 => format!("XFR {trid} NS {ns}"),
             3..=6 => format!("XFR {trid} NS {ns} 0"),
-            _ => format!("XFR {trid} NS {ns} 0 {current}"),
+            7..=12 => format!("XFR {trid} NS {ns} 0 {current}"),
+            _ => format!("XFR {trid} NS {ns} U D"),
         };
         self.conn.send_line(&line);
         tracing::info!(peer = %self.conn.peer, user = %handle, to = %ns, "dispatch: referred to notification server");

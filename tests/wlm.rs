@@ -680,6 +680,14 @@ async fn second_sign_in_sends_out_oth() {
     let _second = sign_in_wlm(&wlm, 15, "alice@example.com").await;
     first.expect("OUT OTH").await;
     first.expect_closed().await;
+    // The per-dialect session gauges know the WLM dialects.
+    let metrics = &wlm.server.running.metrics;
+    common::eventually("the MSNP18 session to be counted out", || {
+        let text = metrics.render(1, 0);
+        text.contains("msngate_sessions{dialect=\"MSNP18\"} 0\n")
+            && text.contains("msngate_sessions{dialect=\"MSNP15\"} 1\n")
+    })
+    .await;
 }
 
 /// Malformed or reserved `<ml>` documents get the reference's error and a

@@ -630,6 +630,33 @@ async fn bad_mbi_forged_and_reused_tickets_are_refused() {
     again.expect(&format!("911 {t}")).await;
     again.expect_closed().await;
 
+    // MSNP13–14: a forged ticket, then a used one.
+    let mut c = Client::connect(wlm.server.ns()).await;
+    hello(&wlm, &mut c, 13, handle).await;
+    let t = c.next();
+    c.send(&format!("USR {t} TWN S {forged}")).await;
+    c.expect(&format!("911 {t}")).await;
+    c.expect_closed().await;
+    let mut c = Client::connect(wlm.server.ns()).await;
+    let policy = hello(&wlm, &mut c, 14, handle).await;
+    let (ticket, _) = tokens(
+        &wlm,
+        false,
+        handle,
+        "messenger.msn.com",
+        &format!("?{policy}"),
+    )
+    .await;
+    let t = c.next();
+    c.send(&format!("USR {t} TWN S {ticket}")).await;
+    c.expect(&format!("USR {t} OK {handle} 1 0")).await;
+    let mut again = Client::connect(wlm.server.ns()).await;
+    hello(&wlm, &mut again, 14, handle).await;
+    let t = again.next();
+    again.send(&format!("USR {t} TWN S {ticket}")).await;
+    again.expect(&format!("911 {t}")).await;
+    again.expect_closed().await;
+
     // MSNP16+ must send the MBI response.
     let mut c = Client::connect(wlm.server.ns()).await;
     hello(&wlm, &mut c, 16, handle).await;
@@ -714,6 +741,12 @@ async fn adl_errors_and_fqy() {
     )
     .await;
     c.expect(&format!("208 {t}")).await;
+    // An account that no longer exists does not hold up the initial dump,
+    // but a later ADL naming one is refused.
+    let t = c.next();
+    c.send_payload(&format!("ADL {t}"), &ml(true, "nobody", 3))
+        .await;
+    c.expect(&format!("ADL {t} OK")).await;
     let t = c.next();
     c.send_payload(&format!("ADL {t}"), &ml(false, "nobody", 1))
         .await;

@@ -996,3 +996,48 @@ async fn bridged_contacts_appear_in_the_wlm_forms() {
         c.recv_named("NLN").await;
     }
 }
+
+/// WLM adds a contact through the address book (SOAP) and subscribes with
+/// ADL afterwards: the contact is already on the forward list then, and
+/// its presence still follows the ADL answer.
+#[tokio::test]
+async fn adl_after_an_address_book_add_sends_the_contacts_presence() {
+    use msngate::core::hub::RosterEdit;
+    use msngate::core::roster::List;
+    let wlm = start_wlm(|_| {}).await;
+    let mut bob = sign_in_msnp12(&wlm, "bob@example.com").await;
+    let t = bob.next();
+    bob.send(&format!("CHG {t} NLN 1342177312")).await;
+    bob.expect(&format!("CHG {t} NLN 1342177312")).await;
+    let mut alice = sign_in_wlm(&wlm, 18, "alice@example.com").await;
+    let t = alice.next();
+    alice
+        .send_payload(&format!("ADL {t}"), b"<ml l=\"1\"></ml>")
+        .await;
+    alice.expect(&format!("ADL {t} OK")).await;
+    let t = alice.next();
+    alice.send(&format!("CHG {t} NLN {WLM_CAPS} 0")).await;
+    alice.expect(&format!("CHG {t} NLN {WLM_CAPS} 0")).await;
+    // What the address book service does for ABContactAdd.
+    let hub = wlm.server.hub();
+    let session = hub.session("alice@example.com").expect("alice online");
+    hub.edit(
+        &session,
+        RosterEdit::Add {
+            list: List::Forward,
+            handle: "bob@example.com".into(),
+            stored_name: "bob@example.com".into(),
+            group: None,
+        },
+    )
+    .await
+    .expect("forward-list add");
+    let t = alice.next();
+    alice
+        .send_payload(&format!("ADL {t}"), &ml(false, "bob", 1))
+        .await;
+    alice.expect(&format!("ADL {t} OK")).await;
+    alice
+        .expect("NLN NLN 1:bob@example.com Bob 1342177312:0 %3Cmsnobj%2F%3E")
+        .await;
+}

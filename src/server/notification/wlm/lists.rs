@@ -160,6 +160,20 @@ impl NsConnection {
                 }
             }
         }
+        // WLM puts a new contact on the forward list through the address
+        // book (SOAP) first and subscribes with ADL after: the contact is
+        // already there, and its presence is due now all the same.
+        if presence.is_none()
+            && direction == Direction::Add
+            && !initial
+            && entry.lists.contains(Lists::FL)
+        {
+            presence = self
+                .ctx
+                .hub
+                .visible_presence_for(&contact, &session.handle)
+                .await;
+        }
         Ok(presence)
     }
 

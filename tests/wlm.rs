@@ -1041,3 +1041,57 @@ async fn adl_after_an_address_book_add_sends_the_contacts_presence() {
         .expect("NLN NLN 1:bob@example.com Bob 1342177312:0 %3Cmsnobj%2F%3E")
         .await;
 }
+
+/// Before `USR … OK` a WLM connection accepts only the sign-in commands,
+/// and a malformed `USR` is refused.
+#[tokio::test]
+async fn wlm_commands_before_sign_in_are_refused() {
+    let wlm = start_wlm(|_| {}).await;
+    let versioned = async || {
+        let mut c = Client::connect(wlm.server.ns()).await;
+        c.send("VER 1 MSNP18 CVR0").await;
+        c.expect("VER 1 MSNP18").await;
+        c.use_dialect(18);
+        c
+    };
+    // List and presence commands before sign-in close.
+    let mut c = versioned().await;
+    c.send_payload("ADL 2", b"<ml l=\"1\"></ml>").await;
+    c.expect_closed().await;
+    let mut c = versioned().await;
+    c.send("CHG 2 NLN 0:0 0").await;
+    c.expect_closed().await;
+    // USR S without USR I, USR I without a handle: close.
+    let mut c = versioned().await;
+    c.send("USR 2 SSO S t=x&p=y AAAA {8c7d6a2b-1f2e-4d3c-9b8a-7f6e5d4c3b2a}")
+        .await;
+    c.expect_closed().await;
+    let mut c = versioned().await;
+    c.send("USR 2 SSO I").await;
+    c.expect_closed().await;
+    // A malformed handle is a wrong login (911), not a close.
+    let mut c = versioned().await;
+    c.send("USR 2 SSO I not-an-address").await;
+    c.expect("911 2").await;
+    c.send("USR 3 SSO I alice@example.com").await;
+    expect_payload(&mut c, "GCF 0").await;
+    assert_eq!(c.recv().await.args[..3], ["3", "SSO", "S"]);
+    // An MBI field that is not base64, or far too long: 911 and close.
+    for blob in ["not*base64!".to_string(), "A".repeat(4000)] {
+        let mut c = Client::connect(wlm.server.ns()).await;
+        hello(&wlm, &mut c, 18, "alice@example.com").await;
+        let (ticket, _) = tokens(
+            &wlm,
+            true,
+            "alice@example.com",
+            "messengerclear.live.com",
+            "MBI_KEY_OLD",
+        )
+        .await;
+        let t = c.next();
+        c.send(&format!("USR {t} SSO S {ticket} {blob} {WLM_GUID}"))
+            .await;
+        c.expect(&format!("911 {t}")).await;
+        c.expect_closed().await;
+    }
+}

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// Highest dialect number tracked per connection (MSNP2–MSNP12).
-const DIALECTS: usize = 13;
+/// One past the highest dialect number tracked per connection (MSNP2–MSNP18).
+const DIALECTS: usize = 19;
 
 #[derive(Default)]
 pub struct Metrics {

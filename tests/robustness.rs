@@ -38,6 +38,9 @@ const BARRIER_TRID: &str = "99999";
 const ME: &str = "me000000@robust.test";
 const PEER: &str = "pe000000@robust.test";
 const NS_DIALECTS: &[u8] = &[2, 5, 7, 9, 11, 12];
+/// WLM dialects probed signed in and online (the address-book era: no
+/// SYN/ADC/REM/GTC/groups; ADL/RML/FQY instead).
+const NS_WLM_DIALECTS: &[u8] = &[13, 15, 18];
 const SB_DIALECTS: &[u8] = &[7, 9, 12];
 
 /// Violations this file knows about: (case label prefix, problem prefix).
@@ -404,9 +407,17 @@ fn ns_args(name: &str, d: u8, state: State, me: &str) -> (Vec<String>, Option<Ve
         "LST" => strings(&["FL"]),
         "MSG" => strings(&["A"]),
         "INF" | "UUX" | "LSG" => vec![],
+        // P13+ payload commands (wlm/notification.md): just TrID and length.
+        "ADL" | "RML" | "FQY" if d >= 13 => vec![],
+        "PUT" if d >= 18 => vec![],
+        "UUN" if d >= 13 => strings(&[BUDDY, "4"]),
         _ => strings(&["x", BUDDY]),
     };
     let payload = match name {
+        "ADL" | "RML" if d >= 13 => Some(b"<ml l=\"1\"></ml>".to_vec()),
+        "FQY" if d >= 13 => Some(b"<ml><d n=\"robust.test\"><c n=\"buddy\" /></d></ml>".to_vec()),
+        "PUT" if d >= 18 => Some(b"<circle/>".to_vec()),
+        "UUN" if d >= 13 => Some(b"goawyplzthxbye".to_vec()),
         "UUX" => Some(PSM.to_vec()),
         "QRY" => Some(QRY_ANSWER.to_vec()),
         "SDC" => Some(Vec::new()),
@@ -438,6 +449,16 @@ fn ns_expect(name: &str, d: u8, state: State) -> Expect {
             "USR" => err(&[911, 928]),
             _ => err_or_close(&[302]),
         },
+        _ if d >= 13 => match name {
+            // wlm/notification.md: removed in P13 → close.
+            n if msnp::dialect::LEGACY_LIST_COMMANDS.contains(&n) => Close,
+            "ADD" | "LST" | "LSG" => Close,
+            // The lists come from the address book: no SYN needed first.
+            "GCF" => Reply("GCF"),
+            // Valid from P13; outcomes of their variants are fixed below.
+            "ADL" | "RML" | "FQY" | "UUN" => Answer,
+            _ => ns_expect(name, 12, state),
+        },
         _ => match name {
             "CVR" => Reply("CVR"),
             "USR" => err(&[207]),
@@ -466,6 +487,82 @@ fn ns_expect(name: &str, d: u8, state: State) -> Expect {
             _ => Answer,
         },
     }
+}
+
+/// `<ml>` naming `handle` on `lists`, as WLM clients write it.
+fn ml_doc(handle: &str, lists: u8) -> Vec<u8> {
+    let (local, domain) = handle.split_once('@').unwrap();
+    format!("<ml><d n=\"{domain}\"><c n=\"{local}\" l=\"{lists}\" t=\"1\" /></d></ml>").into_bytes()
+}
+
+/// P13+ outcomes the reference fixes (wlm/notification.md §1, §2, §5, §7).
+fn wlm_specific(d: u8) -> Vec<Probe> {
+    let t = Some(TRID);
+    let mut v = vec![
+        // BLP is echoed, also for the mode in force; a bad value → 201 or close.
+        probe("BLP", t, &strings(&["AL"]), None, Expect::Reply("BLP")),
+        probe("BLP", t, &strings(&["XX"]), None, err_or_close(&[201])),
+        probe("GTC", t, &strings(&["A"]), None, Expect::Close),
+        probe("ADG", t, &strings(&["Pals"]), None, Expect::Close),
+        probe("REM", t, &strings(&["RL", BUDDY]), None, Expect::Close),
+        probe(
+            "ADL",
+            t,
+            &[],
+            Some(b"<ml l=\"1\"></ml>"),
+            Expect::Reply("ADL"),
+        ),
+        probe("ADL", t, &[], Some(&ml_doc(BUDDY, 3)), Expect::Reply("ADL")),
+        probe("RML", t, &[], Some(&ml_doc(BUDDY, 2)), Expect::Reply("RML")),
+        // Reverse/pending bits, a domain without contacts, broken XML → close.
+        probe("ADL", t, &[], Some(&ml_doc(BUDDY, 8)), err(&[241])),
+        probe(
+            "ADL",
+            t,
+            &[],
+            Some(b"<ml><d n=\"robust.test\"></d></ml>"),
+            err(&[240]),
+        ),
+        probe("ADL", t, &[], Some(b"<ml><d n="), err(&[241])),
+        probe("ADL", t, &[], Some(&ml_doc(NOBODY, 1)), err(&[208])),
+        probe(
+            "CHG",
+            t,
+            &strings(&["NLN", "2688340284:2550273040", "0"]),
+            None,
+            Expect::Reply("CHG"),
+        ),
+        probe(
+            "CHG",
+            t,
+            &strings(&["NLN", "1:x"]),
+            None,
+            err_or_close(&[201]),
+        ),
+        probe(
+            "UUX",
+            t,
+            &[],
+            Some(b"<EndpointData><Capabilities>0:0</Capabilities></EndpointData>"),
+            Expect::Reply("UUX"),
+        ),
+        probe("UUX", t, &[], Some(b"<Data><PSM>unclosed"), Expect::Answer),
+    ];
+    if d >= 14 {
+        let (local, domain) = BUDDY.split_once('@').unwrap();
+        let query = format!("<ml><d n=\"{domain}\"><c n=\"{local}\" /></d></ml>");
+        v.push(probe(
+            "FQY",
+            t,
+            &[],
+            Some(query.as_bytes()),
+            Expect::Reply("FQY"),
+        ));
+        let (local, domain) = NOBODY.split_once('@').unwrap();
+        let query = format!("<ml><d n=\"{domain}\"><c n=\"{local}\" /></d></ml>");
+        v.push(probe("FQY", t, &[], Some(query.as_bytes()), err(&[208])));
+    }
+    v
 }
 
 fn name_static(name: &str) -> &'static str {
@@ -607,6 +704,10 @@ fn ns_specific(d: u8, state: State) -> Vec<Probe> {
         None,
         err_or_close(&[201]),
     ));
+    if d >= 13 {
+        v.extend(wlm_specific(d));
+        return v;
+    }
     // Privacy settings: the value in force → 218; an invalid one → 201 or close.
     v.push(probe("BLP", t, &strings(&["AL"]), None, err(&[218])));
     v.push(probe("GTC", t, &strings(&["A"]), None, err(&[218])));
@@ -712,7 +813,7 @@ fn ns_cases() -> Vec<Case> {
         groups.push((d, State::Versioned));
         groups.push((d, State::Challenged));
     }
-    for &d in NS_DIALECTS {
+    for &d in NS_DIALECTS.iter().chain(NS_WLM_DIALECTS) {
         groups.push((d, State::SignedIn));
         groups.push((d, State::Online));
     }
@@ -1161,6 +1262,16 @@ async fn drain(c: &mut Client) {
 
 async fn go_online(c: &mut Client, d: u8) {
     let t = c.next();
+    if d >= 13 {
+        c.send_payload(&format!("ADL {t}"), b"<ml l=\"1\"></ml>")
+            .await;
+        c.expect(&format!("ADL {t} OK")).await;
+        let t = c.next();
+        c.send(&format!("CHG {t} NLN 0")).await;
+        c.recv_named("CHG").await;
+        drain(c).await;
+        return;
+    }
     c.send(&if d >= 10 {
         format!("SYN {t} 0 0")
     } else {

@@ -90,10 +90,13 @@ async fn passport_sign_in_for_msnp8_to_12() {
 async fn ver_picks_highest_common_dialect_or_refuses() {
     let server = start().await;
     let mut c = Client::connect(server.ns()).await;
-    c.send("VER 0 MSNP15 MSNP9 MSNP11 CVR0").await;
+    c.send("VER 0 MSNP19 MSNP9 MSNP11 CVR0").await;
     c.expect("VER 0 MSNP11").await;
     let mut c = Client::connect(server.ns()).await;
-    c.send("VER 7 MSNP18 MSNP13 CVR0").await;
+    c.send("VER 3 MSNP13 MSNP18 MSNP12 CVR0").await;
+    c.expect("VER 3 MSNP18").await;
+    let mut c = Client::connect(server.ns()).await;
+    c.send("VER 7 MSNP19 MSNP1 CVR0").await;
     c.expect("VER 7 0").await;
     c.expect_closed().await;
 }

@@ -528,7 +528,7 @@ impl Hub {
     }
 
     /// `target`'s presence if `viewer` may see it now.
-    async fn visible_presence_for(&self, target: &str, viewer: &str) -> Option<Arc<Presence>> {
+    pub async fn visible_presence_for(&self, target: &str, viewer: &str) -> Option<Arc<Presence>> {
         if let Some(remote) = self.remote_visible(target) {
             return remote;
         }

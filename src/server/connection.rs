@@ -47,6 +47,12 @@ impl Connection {
         self.decoder.decode(&mut self.input)
     }
 
+    /// The command decoder, for a dialect agreed after the connection
+    /// opened (payload commands and size limits differ per dialect).
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
     /// Waits until the socket has bytes (or EOF) to read.
     pub async fn readable(&self) -> io::Result<()> {
         self.stream.readable().await

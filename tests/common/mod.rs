@@ -175,6 +175,13 @@ impl Client {
         self.stream
     }
 
+    /// Reads the server's stream as `dialect` frames it (MSNP13+ have more
+    /// payload commands), from the next command on.
+    pub fn use_dialect(&mut self, dialect: u8) {
+        let dialect = msnp::dialect::Dialect::new(dialect).expect("known dialect");
+        self.decoder = Decoder::server_to_client_for(dialect);
+    }
+
     /// The next transaction id.
     pub fn next(&mut self) -> u32 {
         self.trid += 1;
@@ -396,11 +403,114 @@ pub async fn sign_in_twn(server: &TestServer, dialect: u8, handle: &str, passwor
 
 /// Signs in with the method of the dialect.
 pub async fn sign_in(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
-    if dialect <= 7 {
-        sign_in_md5(server.ns(), dialect, handle, password).await
-    } else {
-        sign_in_twn(server, dialect, handle, password).await
+    match dialect {
+        ..=7 => sign_in_md5(server.ns(), dialect, handle, password).await,
+        8..=12 => sign_in_twn(server, dialect, handle, password).await,
+        _ => sign_in_wlm(server, dialect, handle, password).await,
     }
+}
+
+/// The token service over plain HTTP (the test server has no TLS): the
+/// `t=…&p=…` ticket and base64 proof key of `address`.
+pub async fn rst_tokens(
+    http: SocketAddr,
+    handle: &str,
+    password: &str,
+    address: &str,
+    policy: &str,
+) -> (String, String) {
+    let body = format!(
+        "<Envelope><Header><Security><UsernameToken><Username>{handle}</Username><Password>{}</Password></UsernameToken></Security></Header><Body><RequestMultipleSecurityTokens><RequestSecurityToken Id=\"RST0\"><AppliesTo><EndpointReference><Address>http://Passport.NET/tb</Address></EndpointReference></AppliesTo></RequestSecurityToken><RequestSecurityToken Id=\"RST1\"><AppliesTo><EndpointReference><Address>{address}</Address></EndpointReference></AppliesTo><PolicyReference URI=\"{}\"></PolicyReference></RequestSecurityToken></RequestMultipleSecurityTokens></Body></Envelope>",
+        msnp::xml::escape(password),
+        msnp::xml::escape(policy)
+    );
+    let request = format!(
+        "POST /RST2.srf HTTP/1.1\r\nHost: login.live.com\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(http).await.expect("connect http");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("http timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let at = text
+        .find(&format!("<wsa:Address>{address}</wsa:Address>"))
+        .unwrap_or_else(|| panic!("no {address} token: {text}"));
+    let field = |element: &str| {
+        let rest = &text[at..];
+        let open = rest.find(&format!("<{element}")).expect("element");
+        let start = open + rest[open..].find('>').expect(">") + 1;
+        let end = start + rest[start..].find(&format!("</{element}>")).expect("end");
+        rest[start..end].replace("&amp;", "&")
+    };
+    (field("wsse:BinarySecurityToken"), field("wst:BinarySecret"))
+}
+
+/// Full WLM sign-in (MSNP13–14 `USR TWN`, MSNP15+ `USR SSO` with the MBI
+/// response and, from MSNP16, a machine GUID), through the profile message.
+pub async fn sign_in_wlm(server: &TestServer, dialect: u8, handle: &str, password: &str) -> Client {
+    let mut c = Client::connect(server.ns()).await;
+    let t = c.next();
+    c.send(&format!("VER {t} MSNP{dialect} CVR0")).await;
+    c.expect(&format!("VER {t} MSNP{dialect}")).await;
+    c.use_dialect(dialect);
+    let t = c.next();
+    c.send(&format!(
+        "CVR {t} 0x0409 winnt 5.1 i386 MSNMSGR 14.0.8064.0206 msmsgs {handle}"
+    ))
+    .await;
+    c.recv_named("CVR").await;
+    let t = c.next();
+    let sso = dialect >= 15;
+    c.send(&format!(
+        "USR {t} {} I {handle}",
+        if sso { "SSO" } else { "TWN" }
+    ))
+    .await;
+    assert_eq!(c.recv().await.name, "GCF");
+    let challenge = c.recv().await;
+    assert_eq!(challenge.args[2], "S", "challenge: {}", render(&challenge));
+    let t = c.next();
+    if sso {
+        let nonce = challenge.args[4].clone();
+        let (ticket, secret) = rst_tokens(
+            server.http(),
+            handle,
+            password,
+            "messengerclear.live.com",
+            "MBI_KEY_OLD",
+        )
+        .await;
+        let mbi = msnp::sso::mbi_response(&secret, &nonce, [7; 8]).expect("MBI response");
+        let guid = if dialect >= 16 {
+            " {5d2a1c3e-0b4f-4e6a-9c8d-7e6f5a4b3c2d}"
+        } else {
+            ""
+        };
+        c.send(&format!("USR {t} SSO S {ticket} {mbi}{guid}")).await;
+    } else {
+        let policy = format!("?{}", challenge.args[3]);
+        let (ticket, _) = rst_tokens(
+            server.http(),
+            handle,
+            password,
+            "messenger.msn.com",
+            &policy,
+        )
+        .await;
+        c.send(&format!("USR {t} TWN S {ticket}")).await;
+    }
+    let ok = c.recv().await;
+    assert_eq!(render(&ok), format!("USR {t} OK {handle} 1 0"));
+    c.expect("SBS 0 null").await;
+    assert_eq!(c.recv().await.name, "MSG");
+    if dialect >= 16 {
+        assert_eq!(c.recv().await.name, "UBX");
+    }
+    c
 }
 
 /// The real `msngate` binary running as a child process on free loopback ports.

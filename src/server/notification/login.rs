@@ -35,7 +35,7 @@ impl NsConnection {
 
     /// 911 for wrong credentials; after `signin_limits.failures_per_connection`
     /// of them the connection is closed too.
-    fn refuse_credentials(&mut self, trid: u32, handle: &str, reason: &str) -> Flow {
+    pub(super) fn refuse_credentials(&mut self, trid: u32, handle: &str, reason: &str) -> Flow {
         crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_bad_credentials);
         tracing::info!(peer = %self.conn.peer, user = %handle, dialect = %self.dialect, reason, "sign-in refused");
         let flow = self.reply_error(ErrorCode::AuthFailed, trid);
@@ -53,7 +53,7 @@ impl NsConnection {
         flow
     }
 
-    fn refuse(&mut self, cmd: &Command, reason: &'static str) -> Flow {
+    pub(super) fn refuse(&mut self, cmd: &Command, reason: &'static str) -> Flow {
         crate::metrics::Metrics::inc(&self.ctx.metrics.refusals_protocol);
         tracing::info!(peer = %self.conn.peer, command = %cmd.name, reason, "closing connection");
         Flow::Close
@@ -61,10 +61,16 @@ impl NsConnection {
 
     fn ver(&mut self, trid: u32, cmd: &Command) -> Flow {
         let offered = cmd.args.iter().skip(1).map(String::as_str);
-        match Dialect::negotiate(offered) {
+        match Dialect::negotiate_up_to(offered, Dialect::MSNP18) {
             Some(dialect) => {
                 self.dialect = dialect;
                 self.state = LoginState::Versioned;
+                // Payload commands (ADL, UUN, …) and the size limit depend on the dialect.
+                let decoder = self.conn.decoder_mut();
+                decoder.set_dialect(dialect);
+                if dialect.has_soap_address_book() {
+                    decoder.set_max_payload(msnp::codec::MAX_WLM_NOTIFICATION_PAYLOAD);
+                }
                 self.conn.send_line(&format!("VER {trid} {dialect}"));
                 Flow::Continue
             }
@@ -94,6 +100,9 @@ impl NsConnection {
         if matches!(self.state, LoginState::SignedIn) {
             return self.reply_error(ErrorCode::AlreadyLoggedIn, trid);
         }
+        if self.dialect.has_soap_address_book() {
+            return self.wlm_usr(trid, cmd).await;
+        }
         let (Some(package), Some(stage), Some(value)) = (cmd.arg(1), cmd.arg(2), cmd.arg(3)) else {
             return self.refuse(cmd, "USR with missing fields");
         };
@@ -109,6 +118,7 @@ impl NsConnection {
                     handle,
                     method: expected,
                     account,
+                    ..
                 } if expected == method => {
                     self.usr_subsequent(trid, method, &handle, account, value)
                         .await
@@ -119,26 +129,33 @@ impl NsConnection {
         }
     }
 
+    /// The dispatch server's whole answer to `USR … I`: where the
+    /// notification server is.
+    pub(super) fn refer_to_notification_server(&mut self, trid: u32, handle: &str) -> Flow {
+        let ns = self.ctx.config.notification_address();
+        let current = format!(
+            "{}:{}",
+            self.ctx.config.msn.public_host,
+            self.ctx.config.msn.listen.port()
+        );
+        let line = match self.dialect.number() {
+            2 => format!("XFR {trid} NS {ns}"),
+            3..=6 => format!("XFR {trid} NS {ns} 0"),
+            7..=12 => format!("XFR {trid} NS {ns} 0 {current}"),
+            _ => format!("XFR {trid} NS {ns} U D"),
+        };
+        self.conn.send_line(&line);
+        tracing::info!(peer = %self.conn.peer, user = %handle, to = %ns, "dispatch: referred to notification server");
+        Flow::Close
+    }
+
     async fn usr_initial(&mut self, trid: u32, method: LoginMethod, raw_handle: &str) -> Flow {
         let Some(handle) = handle::normalize(raw_handle) else {
             tracing::info!(peer = %self.conn.peer, "sign-in refused: malformed handle");
             return self.reply_error(ErrorCode::AuthFailed, trid);
         };
         if self.role == Role::Dispatch {
-            let ns = self.ctx.config.notification_address();
-            let current = format!(
-                "{}:{}",
-                self.ctx.config.msn.public_host,
-                self.ctx.config.msn.listen.port()
-            );
-            let line = match self.dialect.number() {
-                2 => format!("XFR {trid} NS {ns}"),
-                3..=6 => format!("XFR {trid} NS {ns} 0"),
-                _ => format!("XFR {trid} NS {ns} 0 {current}"),
-            };
-            self.conn.send_line(&line);
-            tracing::info!(peer = %self.conn.peer, user = %handle, to = %ns, "dispatch: referred to notification server");
-            return Flow::Close;
+            return self.refer_to_notification_server(trid, &handle);
         }
         let (challenge, account) = match method {
             LoginMethod::Md5 => match self.ctx.hub.accounts.legacy_challenge(&handle).await {
@@ -148,13 +165,16 @@ impl NsConnection {
                     return self.reply_error(ErrorCode::InternalError, trid);
                 }
             },
-            LoginMethod::Passport => (format!("USR {trid} TWN S {}", passport_challenge()), None),
+            LoginMethod::Passport | LoginMethod::Sso => {
+                (format!("USR {trid} TWN S {}", passport_challenge()), None)
+            }
         };
         self.conn.send_line(&challenge);
         self.state = LoginState::Challenged {
             handle,
             method,
             account,
+            nonce: None,
         };
         Flow::Continue
     }
@@ -174,19 +194,33 @@ impl NsConnection {
                 .check_legacy(handle, account.map(|a| *a), response, self.conn.peer.ip())
                 .await
                 .map_err(|e| e.to_string()),
-            LoginMethod::Passport => match hub.tickets.redeem(response, handle) {
-                Ok(()) => match hub.accounts.find(handle).await {
-                    Ok(Some(account)) => Ok(account),
-                    Ok(None) => Err("account no longer exists".to_string()),
-                    Err(e) => Err(e.to_string()),
-                },
-                Err(e) => Err(format!("ticket refused: {e}")),
-            },
+            LoginMethod::Passport | LoginMethod::Sso => {
+                match hub.tickets.redeem(response, handle) {
+                    Ok(()) => match hub.accounts.find(handle).await {
+                        Ok(Some(account)) => Ok(account),
+                        Ok(None) => Err("account no longer exists".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(format!("ticket refused: {e}")),
+                }
+            }
         };
         let account = match account {
             Ok(account) => account,
             Err(reason) => return self.refuse_credentials(trid, handle, &reason),
         };
+        self.complete_sign_in(trid, method, account).await
+    }
+
+    /// `USR … OK` and what follows it, once the credentials are good.
+    pub(super) async fn complete_sign_in(
+        &mut self,
+        trid: u32,
+        method: LoginMethod,
+        account: AccountRow,
+    ) -> Flow {
+        let hub = self.ctx.hub.clone();
+        let handle = account.handle.as_str();
         let session = match hub.sign_in(&account).await {
             Ok(session) => session,
             Err(e) => {
@@ -220,10 +254,14 @@ impl NsConnection {
             client_port: self.conn.peer.port(),
             abch_migrated: self.dialect.uses_guids(),
         });
-        self.conn.send_payload("MSG Hotmail Hotmail", &profile);
+        if self.dialect.has_soap_address_book() {
+            self.send_wlm_profile(profile, &account.handle);
+        } else {
+            self.conn.send_payload("MSG Hotmail Hotmail", &profile);
+        }
         crate::metrics::Metrics::inc(match method {
             LoginMethod::Md5 => &self.ctx.metrics.signins_md5,
-            LoginMethod::Passport => &self.ctx.metrics.signins_passport,
+            LoginMethod::Passport | LoginMethod::Sso => &self.ctx.metrics.signins_passport,
         });
         if let Some(gauge) = self.ctx.metrics.session_gauge(self.dialect.number()) {
             gauge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -16,6 +16,7 @@ mod lists;
 mod login;
 mod presence;
 mod session;
+mod wlm;
 
 use crate::core::hub::Session;
 use crate::server::connection::{Connection, ReadOutcome};
@@ -50,6 +51,8 @@ pub(crate) enum LoginState {
         /// The account read at `USR MD5 I`, so `USR MD5 S` and the sign-in
         /// need not read it again (boxed: most connections never hold one).
         account: Option<Box<crate::store::AccountRow>>,
+        /// The nonce sent in `USR … SSO S` (MSNP15+), answered with the MBI response.
+        nonce: Option<Box<str>>,
     },
     SignedIn,
 }
@@ -57,7 +60,10 @@ pub(crate) enum LoginState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LoginMethod {
     Md5,
+    /// `USR TWN` with a Passport 1.4 or RST ticket (MSNP8–14).
     Passport,
+    /// `USR SSO` with an RST ticket and the MBI response (MSNP15+).
+    Sso,
 }
 
 pub(crate) struct NsConnection {
@@ -316,6 +322,10 @@ impl NsConnection {
     }
 
     pub(crate) fn reply_error(&mut self, code: msnp::error::ErrorCode, trid: u32) -> Flow {
+        if self.dialect.has_soap_address_book() {
+            self.send_wlm_error(code.code(), trid);
+            return Flow::Continue;
+        }
         self.conn.send_error(code, trid);
         Flow::Continue
     }

@@ -239,6 +239,9 @@ impl NsConnection {
         }
         let mut events = Vec::new();
         self.unwritten_bytes += session.outbox.drain_unwritten(&mut events);
+        if self.dialect.has_soap_address_book() {
+            return self.render_wlm_events(&session, events);
+        }
         let d = self.dialect;
         for event in events {
             match event {

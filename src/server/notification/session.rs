@@ -29,6 +29,11 @@ impl NsConnection {
             return Flow::Close;
         };
         let d = self.dialect;
+        if d.has_soap_address_book()
+            && let Some(flow) = self.dispatch_wlm(trid, &cmd).await
+        {
+            return flow;
+        }
         match cmd.name.as_str() {
             "USR" => self.reply_error(ErrorCode::AlreadyLoggedIn, trid),
             "CVR" => self.cvr(trid, &cmd),
@@ -121,8 +126,14 @@ impl NsConnection {
             u32::from(self.dialect.number()),
         );
         let address = self.ctx.config.switchboard_address();
+        // MSNP13+ name the authentication scheme (and from MSNP14 a flag).
+        let tail = match self.dialect.number() {
+            ..=12 => "",
+            13 => " U messenger.msn.com",
+            _ => " U messenger.msn.com 1",
+        };
         self.conn
-            .send_line(&format!("XFR {trid} SB {address} CKI {cookie}"));
+            .send_line(&format!("XFR {trid} SB {address} CKI {cookie}{tail}"));
         Flow::Continue
     }
 }

@@ -91,6 +91,10 @@ pub fn available_legacy_suites() -> anyhow::Result<Vec<&'static str>> {
     Ok(available)
 }
 
+/// Key files already warned about as not RSA.
+static NOT_RSA_WARNED: parking_lot::Mutex<Vec<std::path::PathBuf>> =
+    parking_lot::Mutex::new(Vec::new());
+
 /// The OpenSSL context for TLS 1.0/1.1 clients, or `None` when
 /// `http.tls.legacy_clients` is off or the key cannot serve them (not RSA:
 /// XP's suites all use RSA key exchange), which is said once in a warning.
@@ -111,6 +115,13 @@ pub fn legacy_context(tls: &TlsConfig) -> anyhow::Result<Option<SslContext>> {
         )
     })?;
     if key.id() != Id::RSA {
+        // The context is built at the start check and again by the
+        // listener: one warning per key file is enough.
+        let mut warned = NOT_RSA_WARNED.lock();
+        if warned.contains(&tls.private_key) {
+            return Ok(None);
+        }
+        warned.push(tls.private_key.clone());
         warn!(
             private_key = %tls.private_key.display(),
             key_type = ?key.id(),

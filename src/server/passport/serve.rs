@@ -23,9 +23,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The rustls server configuration for `http.tls` (see
 /// [`crate::tls::server_config`]), offering HTTP/1.1 and HTTP/1.0 by ALPN.
+/// The legacy (OpenSSL) side is checked too, so that the start check
+/// refuses files only OpenSSL cannot use.
 pub fn tls_server_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
     let mut config = crate::tls::server_config(&tls.certificate, &tls.private_key, "http.tls")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+    legacy_context(tls)?;
     Ok(config)
 }
 

@@ -80,6 +80,10 @@ command -v cargo >/dev/null 2>&1 || { svc_err "cargo is not on PATH (install Rus
 
 # ---- install (each step is a no-op when already done)
 if [[ $want_pg == 1 ]]; then pg_install || exit 1; fi
+# tests/legacy_tls.rs: a client offering exactly what Windows XP's SChannel
+# offers (gnutls-cli) and openssl for its RSA certificate.
+command -v gnutls-cli >/dev/null 2>&1 || svc_apt_install gnutls-bin || exit 1
+command -v openssl >/dev/null 2>&1 || svc_apt_install openssl || exit 1
 if [[ $want_irc == 1 ]]; then ngircd_install || exit 1; fi
 if [[ $want_synapse == 1 ]]; then synapse_install || exit 1; fi
 

@@ -267,6 +267,14 @@ pub struct HttpConfig {
 pub struct TlsConfig {
     pub certificate: PathBuf,
     pub private_key: PathBuf,
+    /// Also accept TLS 1.0/1.1 with Windows XP's suites (RSA key exchange,
+    /// 3DES, RC4) from clients that offer nothing newer; needs an RSA key.
+    #[serde(default = "default_legacy_clients")]
+    pub legacy_clients: bool,
+}
+
+fn default_legacy_clients() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -778,6 +786,17 @@ mod tests {
         assert_eq!(c.http.listen.port(), 8080);
         assert!(c.database.url.starts_with("sqlite:"));
         assert_eq!(c.switchboard_address(), "127.0.0.1:1864");
+    }
+
+    #[test]
+    fn legacy_tls_is_on_unless_switched_off() {
+        let tls = "http:\n  tls:\n    certificate: c.pem\n    private_key: k.pem\n";
+        let c = load_str(tls, &[]).unwrap();
+        assert!(c.http.tls.unwrap().legacy_clients);
+        let c = load_str(&format!("{tls}    legacy_clients: false\n"), &[]).unwrap();
+        assert!(!c.http.tls.unwrap().legacy_clients);
+        let c = load_str(tls, &[("MSNGATE__HTTP__TLS__LEGACY_CLIENTS", "false")]).unwrap();
+        assert!(!c.http.tls.unwrap().legacy_clients);
     }
 
     #[test]

@@ -679,6 +679,7 @@ fn install_self_signed(
         TlsConfig {
             certificate,
             private_key,
+            legacy_clients: true,
         },
         certified.cert.der().clone(),
     )
@@ -784,6 +785,7 @@ async fn bad_tls_files_are_reported() {
     let missing = TlsConfig {
         certificate: dir.path().join("nope.pem"),
         private_key: dir.path().join("nope.key"),
+        legacy_clients: true,
     };
     let err = passport::tls_server_config(&missing).unwrap_err();
     assert!(
@@ -794,6 +796,7 @@ async fn bad_tls_files_are_reported() {
     let empty = TlsConfig {
         certificate: dir.path().join("empty.pem"),
         private_key: dir.path().join("empty.pem"),
+        legacy_clients: true,
     };
     assert!(passport::tls_server_config(&empty).is_err());
 }

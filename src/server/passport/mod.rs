@@ -66,8 +66,10 @@
 //! * `legacy_request_line.rs` — the HTTP/0.9 request-line fix;
 //! * `serve.rs` — listening, TLS, HTTP/1 limits and timeouts.
 
+mod client_hello;
 mod header_case;
 mod legacy_request_line;
+mod legacy_tls;
 mod login;
 mod nexus;
 mod rst;
@@ -75,6 +77,7 @@ mod serve;
 
 pub use header_case::header_case;
 pub use legacy_request_line::LegacyRequestLine;
+pub use legacy_tls::{LEGACY_SUITES, available_legacy_suites, legacy_context};
 pub use login::{Credentials, parse_authorization};
 pub use rst::MAX_RST_BODY;
 pub use serve::{serve, tls_server_config};

@@ -3,6 +3,7 @@
 
 use super::header_case::header_case;
 use super::legacy_request_line::LegacyAcceptor;
+use super::legacy_tls::{HttpsAcceptor, legacy_context};
 use crate::config::TlsConfig;
 use anyhow::Context as _;
 use axum::Router;
@@ -22,9 +23,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The rustls server configuration for `http.tls` (see
 /// [`crate::tls::server_config`]), offering HTTP/1.1 and HTTP/1.0 by ALPN.
+/// The legacy (OpenSSL) side is checked too, so that the start check
+/// refuses files only OpenSSL cannot use.
 pub fn tls_server_config(tls: &TlsConfig) -> anyhow::Result<rustls::ServerConfig> {
     let mut config = crate::tls::server_config(&tls.certificate, &tls.private_key, "http.tls")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()];
+    legacy_context(tls)?;
     Ok(config)
 }
 
@@ -51,6 +55,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().ok();
     let tls_config = tls.map(tls_server_config).transpose()?;
+    let legacy_tls = match tls {
+        Some(tls) => legacy_context(tls)?,
+        None => None,
+    };
     // Prepared before the first client arrives.
     header_case().await;
     let handle = axum_server::Handle::new();
@@ -77,10 +85,12 @@ pub async fn serve(
             server.serve(make_service).await
         }
         Some(config) => {
-            info!(address = ?local, "Passport HTTPS listening");
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            info!(
+                address = ?local,
+                legacy_clients = legacy_tls.is_some(),
+                "Passport HTTPS listening (TLS 1.2/1.3; with legacy_clients also TLS 1.0/1.1)"
+            );
+            let acceptor = HttpsAcceptor::new(Arc::new(config), legacy_tls);
             let mut server = server.acceptor(LegacyAcceptor(acceptor));
             configure_http1!(server);
             server.serve(make_service).await

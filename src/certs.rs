@@ -13,8 +13,8 @@ use crate::client_setup::certificate_names;
 use crate::config::{Config, TlsConfig};
 use anyhow::Context as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256, PublicKeyData as _, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_RSA_SHA256, PublicKeyData as _, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use std::net::IpAddr;
@@ -146,10 +146,12 @@ impl Ca {
             .with_context(|| format!("cannot read {}", files.ca_key.display()))?;
         let der = first_certificate(&pem_text)
             .with_context(|| format!("no certificate in {}", files.ca_certificate.display()))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| anyhow::anyhow!("{}: not a certificate: {e}", files.ca_certificate.display()))?;
-        let not_after = OffsetDateTime::from_unix_timestamp(parsed.validity().not_after.timestamp())
-            .context("CA expiry out of range")?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| {
+            anyhow::anyhow!("{}: not a certificate: {e}", files.ca_certificate.display())
+        })?;
+        let not_after =
+            OffsetDateTime::from_unix_timestamp(parsed.validity().not_after.timestamp())
+                .context("CA expiry out of range")?;
         let key = KeyPair::from_pem_and_sign_algo(&key_pem, &PKCS_RSA_SHA256)
             .map_err(|e| anyhow::anyhow!("{}: not an RSA key: {e}", files.ca_key.display()))?;
         if key.subject_public_key_info() != parsed.public_key().raw {
@@ -242,10 +244,16 @@ fn server_problem(
         return Some("there is none yet".into());
     };
     let Some(der) = first_certificate(&pem_text) else {
-        return Some(format!("{} holds no certificate", files.server_certificate.display()));
+        return Some(format!(
+            "{} holds no certificate",
+            files.server_certificate.display()
+        ));
     };
     let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
-        return Some(format!("{} is not a certificate", files.server_certificate.display()));
+        return Some(format!(
+            "{} is not a certificate",
+            files.server_certificate.display()
+        ));
     };
     let Ok((_, ca_parsed)) = x509_parser::parse_x509_certificate(ca.der.as_ref()) else {
         return Some("the CA certificate cannot be read".into());
@@ -384,7 +392,9 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 fn write_file(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let temporary = path.with_extension("tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     options.mode(if private { 0o600 } else { 0o644 });
@@ -394,6 +404,5 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<()>
     file.write_all(contents)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot write {}", path.display()))
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -311,7 +311,10 @@ impl Setup {
         for line in &self.hosts_lines {
             let _ = writeln!(out, "{line}");
         }
-        let _ = writeln!(out, "\n2. Certificate authority to trust (MSN Messenger 5.0 and later):\n");
+        let _ = writeln!(
+            out,
+            "\n2. Certificate authority to trust (MSN Messenger 5.0 and later):\n"
+        );
         match (&self.ca_file, &self.ca_url, &self.ca_thumbprint) {
             (Some(file), Some(url), Some(thumbprint)) => {
                 let _ = writeln!(
@@ -327,7 +330,12 @@ impl Setup {
                 let _ = writeln!(
                     out,
                     "   {}",
-                    if config.http.tls.as_ref().is_some_and(|t| !t.uses_generated()) {
+                    if config
+                        .http
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| !t.uses_generated())
+                    {
                         "the CA that issued http.tls.certificate (msngate did not make it)"
                     } else {
                         "none: msngate has no CA of its own yet (see the notes below)"

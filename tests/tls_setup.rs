@@ -132,10 +132,8 @@ fn write_expiring_server_certificate(tls_dir: &Path, days_left: i64) {
         &rcgen::PKCS_RSA_SHA256,
     )
     .unwrap();
-    let names: Vec<String> = names_and_expiry(
-        first_pem_certificate(&tls_dir.join("server.crt")).as_ref(),
-    )
-    .0;
+    let names: Vec<String> =
+        names_and_expiry(first_pem_certificate(&tls_dir.join("server.crt")).as_ref()).0;
     let mut params = rcgen::CertificateParams::new(names).unwrap();
     let end = time::OffsetDateTime::now_utc() + time::Duration::days(days_left);
     params.not_before = end - time::Duration::days(397);
@@ -175,7 +173,11 @@ fn tls_init_keeps_its_ca_and_covers_every_client_host() {
     let server_der = first_pem_certificate(&tls.join("server.crt"));
     let (names, expires) = names_and_expiry(server_der.as_ref());
     for host in CLIENT_HOSTS {
-        assert!(names.iter().any(|n| n == host.name), "{} missing: {names:?}", host.name);
+        assert!(
+            names.iter().any(|n| n == host.name),
+            "{} missing: {names:?}",
+            host.name
+        );
     }
     assert!(names.iter().any(|n| n == "gate.example.test"), "{names:?}");
     assert!(names.iter().any(|n| n == "login.passport.com"));
@@ -194,7 +196,10 @@ fn tls_init_keeps_its_ca_and_covers_every_client_host() {
     // The private keys are the owner's alone.
     use std::os::unix::fs::PermissionsExt;
     for key in ["ca.key", "server.key"] {
-        let mode = std::fs::metadata(tls.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(tls.join(key))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "{key} is readable by others: {mode:o}");
     }
 }
@@ -209,7 +214,8 @@ fn tls_init_renews_a_certificate_close_to_expiry_or_short_of_a_name() {
     write_expiring_server_certificate(&tls, 10);
     let out = setup.ok(&["tls", "init"]);
     assert!(out.contains("expires within 30 days"), "{out}");
-    let (names, expires) = names_and_expiry(first_pem_certificate(&tls.join("server.crt")).as_ref());
+    let (names, expires) =
+        names_and_expiry(first_pem_certificate(&tls.join("server.crt")).as_ref());
     assert!(expires > now() + 300 * DAY, "not renewed");
     assert!(names.iter().any(|n| n == "192.0.2.10"), "{names:?}");
 
@@ -238,7 +244,10 @@ fn client_setup_prints_hosts_lines_and_the_ca() {
     let out = setup.ok(&["client-setup"]);
     for host in CLIENT_HOSTS {
         let line = format!("192.0.2.10  {}", host.name);
-        assert!(out.lines().any(|l| l == line), "no line {line:?} in:\n{out}");
+        assert!(
+            out.lines().any(|l| l == line),
+            "no line {line:?} in:\n{out}"
+        );
     }
     let ca_file = setup.tls_dir().join("msngate-ca.crt");
     assert!(out.contains(&ca_file.display().to_string()), "{out}");
@@ -289,7 +298,9 @@ fn client_config(ca: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
 /// One request, the whole answer as text (the server closes after it).
 async fn exchange(stream: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str) -> Vec<u8> {
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: msngate\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: msngate\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     stream.flush().await.unwrap();
@@ -346,7 +357,10 @@ async fn serve_uses_the_generated_certificate_renews_it_and_answers_plain_http_t
         let answer = exchange(&mut stream, "/rdr/pprdr.asp").await;
         let urls = passport_urls(&answer);
         assert!(
-            urls.contains(&format!("DALogin=login.passport.com:{}/login2.srf", setup.https.port())),
+            urls.contains(&format!(
+                "DALogin=login.passport.com:{}/login2.srf",
+                setup.https.port()
+            )),
             "{urls}"
         );
     }
@@ -359,14 +373,23 @@ async fn serve_uses_the_generated_certificate_renews_it_and_answers_plain_http_t
             .unwrap();
         passport_urls(&exchange(&mut stream, "/rdr/pprdr.asp").await)
     };
-    assert_eq!(passport_urls(&plain_get(setup.plain, "/rdr/pprdr.asp").await), https_urls);
+    assert_eq!(
+        passport_urls(&plain_get(setup.plain, "/rdr/pprdr.asp").await),
+        https_urls
+    );
 
     // /setup: the page with the hosts lines, and the CA to import.
     let page = plain_get(setup.plain, "/setup").await;
     let page_text = String::from_utf8_lossy(&page);
     assert!(page_text.starts_with("HTTP/1.1 200"), "{page_text}");
-    assert!(page_text.contains("127.0.0.1  nexus.passport.com"), "{page_text}");
-    assert!(page_text.contains("href=\"/setup/msngate-ca.crt\""), "{page_text}");
+    assert!(
+        page_text.contains("127.0.0.1  nexus.passport.com"),
+        "{page_text}"
+    );
+    assert!(
+        page_text.contains("href=\"/setup/msngate-ca.crt\""),
+        "{page_text}"
+    );
     let download = plain_get(setup.plain, "/setup/msngate-ca.crt").await;
     let head = String::from_utf8_lossy(&download[..download.len().min(400)]).to_string();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -117,7 +117,16 @@ impl Running {
 /// a listener that fails later.
 pub fn check_files(config: &Config) -> anyhow::Result<()> {
     if let Some(tls) = &config.http.tls {
-        server::passport::tls_server_config(tls)?;
+        if !tls.uses_generated() {
+            server::passport::tls_server_config(tls)?;
+        } else {
+            // msngate's own files: checked when present; `serve` makes or
+            // renews them, so their absence is not a refusal.
+            let files = crate::certs::TlsFiles::in_data_dir(&config.data_dir);
+            if files.server_certificate.exists() {
+                server::passport::tls_server_config(&files.tls_config(tls))?;
+            }
+        }
     }
     for (i, network) in config.irc.networks.iter().enumerate() {
         if network.tls {
@@ -132,6 +141,18 @@ pub fn check_files(config: &Config) -> anyhow::Result<()> {
 /// means "any free port"; the addresses clients are told use the bound ports.
 pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     check_files(&config)?;
+    // `http.tls: {}`: make or renew msngate's own certificate before the
+    // listener loads it.
+    let http_tls = match crate::certs::resolve_http_tls(&config)? {
+        Some((tls, report)) => {
+            if let Some(report) = report {
+                log_certificate_report(&report);
+            }
+            server::passport::tls_server_config(&tls)?;
+            Some(tls)
+        }
+        None => None,
+    };
     let hub = build_hub(&config).await?;
     let bind = |addr: SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
@@ -169,6 +190,16 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         );
     }
     config.http.listen = http_bound;
+    let plain_http_listener = match config.http.plain_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (http.plain_listen)"))?;
+            listener.set_nonblocking(true)?;
+            config.http.plain_listen = Some(listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
 
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -266,9 +297,24 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
     let router =
         server::passport::router_with_metrics(hub.clone(), config.clone(), metrics.clone())
             .merge(server::soap::router(hub.clone(), config.clone()))
-            .merge(server::ops::router(hub.clone(), metrics.clone(), readiness));
+            .merge(server::ops::router(hub.clone(), metrics.clone(), readiness))
+            .merge(server::setup::router(&config));
+    if let Some(listener) = plain_http_listener {
+        // The same routes without TLS: Passport and SOAP for patched clients
+        // and TLS-terminating front ends, the setup page before the CA is trusted.
+        let router = router.clone();
+        let mut stopped = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.changed().await;
+            };
+            if let Err(e) = server::passport::serve(listener, router, None, stop).await {
+                tracing::error!(error = %e, "plain HTTP listener (http.plain_listen) failed");
+            }
+        }));
+    }
     let mut http_shutdown = shutdown_rx.clone();
-    let tls = config.http.tls.clone();
+    let tls = http_tls;
     tasks.push(tokio::spawn(async move {
         let stop = async move {
             let _ = http_shutdown.changed().await;
@@ -293,4 +339,33 @@ pub async fn start(mut config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown_tx,
         tasks,
     })
+}
+
+/// Tells the operator what `serve` did with msngate's own certificate.
+fn log_certificate_report(report: &crate::certs::Report) {
+    if report.ca_created {
+        tracing::warn!(
+            ca = %report.files.ca_download.display(),
+            "made a new local CA: clients must import it (see `msngate client-setup`)"
+        );
+    }
+    if report.ca_expires - time::OffsetDateTime::now_utc() < crate::certs::RENEW_BEFORE {
+        tracing::warn!(
+            expires = %report.ca_expires,
+            dir = %report.files.dir.display(),
+            "the local CA expires soon; msngate does not replace it by itself (clients would have to import the new one)"
+        );
+    }
+    match &report.issued_because {
+        Some(reason) => tracing::info!(
+            certificate = %report.files.server_certificate.display(),
+            expires = %report.server_expires,
+            "issued the server certificate again: {reason}"
+        ),
+        None => tracing::info!(
+            certificate = %report.files.server_certificate.display(),
+            expires = %report.server_expires,
+            "server certificate is current"
+        ),
+    }
 }

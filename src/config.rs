@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-#[derive(Default)]
 pub struct Config {
     pub msn: MsnConfig,
     pub http: HttpConfig,
@@ -18,6 +17,10 @@ pub struct Config {
     pub matrix: Option<MatrixConfig>,
     pub irc: IrcConfig,
     pub signin_limits: SigninLimitsConfig,
+    /// Where msngate keeps files it makes itself: `tls/` (the local CA and
+    /// the server certificate of `msngate tls init`). Relative paths are
+    /// from the working directory, like the default SQLite path.
+    pub data_dir: PathBuf,
 }
 
 /// `signin_limits`: growing delays after wrong passwords (MD5 and
@@ -259,14 +262,26 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Base URL the nexus advertises as `DALogin` (scheme, host and optional port).
     pub public_url: String,
+    /// HTTPS on `listen`; absent means plain HTTP there.
     pub tls: Option<TlsConfig>,
+    /// A second, plain-HTTP listener with the same routes as `listen`, for
+    /// patched clients, for hosts clients dial with `http://` (the WLM
+    /// configuration host) and for a TLS-terminating front end, while
+    /// `listen` serves HTTPS.
+    pub plain_listen: Option<SocketAddr>,
 }
 
+/// `http.tls`: the operator's certificate and key, or neither (`tls: {}`):
+/// then msngate serves the ones `msngate tls init` makes in `data_dir`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    pub certificate: PathBuf,
-    pub private_key: PathBuf,
+    /// PEM: the chain, server certificate first.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// PEM (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
     /// Also accept TLS 1.0/1.1 with Windows XP's suites (RSA key exchange,
     /// 3DES, RC4) from clients that offer nothing newer; needs an RSA key.
     #[serde(default = "default_legacy_clients")]
@@ -275,6 +290,39 @@ pub struct TlsConfig {
 
 fn default_legacy_clients() -> bool {
     true
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            certificate: None,
+            private_key: None,
+            legacy_clients: default_legacy_clients(),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Neither file named: msngate's own certificate is served.
+    pub fn uses_generated(&self) -> bool {
+        self.certificate.is_none() && self.private_key.is_none()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            msn: MsnConfig::default(),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            matrix: None,
+            irc: IrcConfig::default(),
+            signin_limits: SigninLimitsConfig::default(),
+            data_dir: PathBuf::from("data"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -369,6 +417,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             public_url: "http://127.0.0.1:8080".into(),
             tls: None,
+            plain_listen: None,
         }
     }
 }
@@ -552,6 +601,31 @@ impl Config {
             || self.http.public_url.starts_with("https://"))
         {
             return invalid("http.public_url", "must start with http:// or https://");
+        }
+        if let Some(tls) = &self.http.tls {
+            match (&tls.certificate, &tls.private_key) {
+                (Some(_), None) => {
+                    return invalid(
+                        "http.tls.private_key",
+                        "required with http.tls.certificate (or leave both out to serve \
+                         the certificate of `msngate tls init`)",
+                    );
+                }
+                (None, Some(_)) => {
+                    return invalid(
+                        "http.tls.certificate",
+                        "required with http.tls.private_key (or leave both out to serve \
+                         the certificate of `msngate tls init`)",
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.http.plain_listen == Some(self.http.listen) {
+            return invalid("http.plain_listen", "must differ from http.listen");
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
         }
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")

@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod bridge;
+pub mod certs;
+pub mod client_setup;
 pub mod config;
 pub mod core;
 pub mod keyed_lock;

@@ -38,6 +38,20 @@ enum Command {
     /// IRC bridge administration.
     #[command(subcommand)]
     Irc(IrcCommand),
+    /// msngate's own certificates for the names clients dial.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Print what each client machine needs: hosts-file lines, the CA to
+    /// import, and per client family what else to set (also served at /setup).
+    ClientSetup,
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make the local CA (once; kept in data_dir/tls) and a server
+    /// certificate for every name clients dial; issue it again when it is
+    /// missing, expires within 30 days or misses a name.
+    Init,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +146,18 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
+    // Files and text only: no logging, runtime or database needed.
+    match cli.command {
+        Command::Tls(TlsCommand::Init) => return tls_init(&config),
+        Command::ClientSetup => {
+            print!(
+                "{}",
+                msngate::client_setup::Setup::for_config(&config).to_text(&config)
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     // PostgreSQL's notices ("relation ... already exists, skipping" at every
     // start) are not news to an operator; MSNGATE_LOG can still ask for them.
     let filter = tracing_subscriber::EnvFilter::try_from_env("MSNGATE_LOG").unwrap_or_else(|_| {
@@ -168,6 +194,57 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `msngate tls init`: says what it made, kept or renewed, and what the
+/// clients must import.
+fn tls_init(config: &Config) -> ExitCode {
+    let report = match msngate::certs::ensure(config) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("msngate: tls init: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let files = &report.files;
+    if report.ca_created {
+        println!(
+            "CA: made {} (valid until {})",
+            files.ca_certificate.display(),
+            report.ca_expires.date()
+        );
+    } else {
+        println!(
+            "CA: kept {} (valid until {})",
+            files.ca_certificate.display(),
+            report.ca_expires.date()
+        );
+    }
+    match &report.issued_because {
+        Some(reason) => println!(
+            "server certificate: issued {} ({reason}), valid until {}",
+            files.server_certificate.display(),
+            report.server_expires.date()
+        ),
+        None => println!(
+            "server certificate: kept {}, valid until {}",
+            files.server_certificate.display(),
+            report.server_expires.date()
+        ),
+    }
+    println!("names: {}", report.names.join(" "));
+    println!(
+        "import on each client machine: {} (see `msngate client-setup`)",
+        files.ca_download.display()
+    );
+    match &config.http.tls {
+        Some(tls) if tls.uses_generated() => {}
+        Some(_) => println!(
+            "note: http.tls names its own certificate and key; set `http.tls: {{}}` to serve these"
+        ),
+        None => println!("note: http.tls is not set; set `http.tls: {{}}` to serve these"),
+    }
+    ExitCode::SUCCESS
 }
 
 /// A memory-mapped file cut short under the process ends it with SIGBUS,
@@ -239,7 +316,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::CheckConfig => Ok(()),
+        Command::CheckConfig | Command::Tls(_) | Command::ClientSetup => Ok(()),
         Command::Irc(IrcCommand::Credentials(cmd)) => irc_credentials(&config, cmd).await,
         Command::Matrix(MatrixCommand::Puppet {
             email,

@@ -4,8 +4,34 @@
 use anyhow::Context as _;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A configured PEM file: a path, or a setting left out. `http.tls` leaves
+/// both files out to mean "msngate's own certificate" (src/certs.rs), whose
+/// paths are filled in before the listener starts, so an unset one reaching
+/// [`server_config`] is refused with its key's name.
+pub trait PemFileSetting {
+    fn pem_file(&self) -> Option<&Path>;
+}
+
+impl PemFileSetting for Path {
+    fn pem_file(&self) -> Option<&Path> {
+        Some(self)
+    }
+}
+
+impl PemFileSetting for PathBuf {
+    fn pem_file(&self) -> Option<&Path> {
+        Some(self)
+    }
+}
+
+impl PemFileSetting for Option<PathBuf> {
+    fn pem_file(&self) -> Option<&Path> {
+        self.as_deref()
+    }
+}
 
 /// The certificates of a PEM file; `key` names the config key in errors.
 pub fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
@@ -23,10 +49,18 @@ pub fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer
 /// `certificate` with the key in `private_key` (PEM files); `key` names the
 /// config section in errors (`http.tls`). No client authentication.
 pub fn server_config(
-    certificate: &Path,
-    private_key: &Path,
+    certificate: &(impl PemFileSetting + ?Sized),
+    private_key: &(impl PemFileSetting + ?Sized),
     key: &str,
 ) -> anyhow::Result<rustls::ServerConfig> {
+    let unset = |field: &str| {
+        anyhow::anyhow!(
+            "{key}.{field}: not set (msngate fills in its own certificate from \
+             `msngate tls init` only when both files are left out)"
+        )
+    };
+    let certificate = certificate.pem_file().ok_or_else(|| unset("certificate"))?;
+    let private_key = private_key.pem_file().ok_or_else(|| unset("private_key"))?;
     let certificates = certificates(certificate, &format!("{key}.certificate"))?;
     let private_key_der = PrivateKeyDer::from_pem_file(private_key).with_context(|| {
         format!(

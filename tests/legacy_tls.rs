@@ -42,8 +42,8 @@ async fn start_https(legacy_clients: bool) -> (TestServer, tempfile::TempDir) {
     let (certificate, private_key) = rsa_certificate(dir.path());
     let server = start_with(move |c| {
         c.http.tls = Some(TlsConfig {
-            certificate,
-            private_key,
+            certificate: Some(certificate),
+            private_key: Some(private_key),
             legacy_clients,
         })
     })

@@ -677,8 +677,8 @@ fn install_self_signed(
     std::fs::write(&private_key, certified.signing_key.serialize_pem()).unwrap();
     (
         TlsConfig {
-            certificate,
-            private_key,
+            certificate: Some(certificate),
+            private_key: Some(private_key),
             legacy_clients: true,
         },
         certified.cert.der().clone(),
@@ -783,8 +783,8 @@ async fn nexus_and_login_over_tls() {
 async fn bad_tls_files_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let missing = TlsConfig {
-        certificate: dir.path().join("nope.pem"),
-        private_key: dir.path().join("nope.key"),
+        certificate: Some(dir.path().join("nope.pem")),
+        private_key: Some(dir.path().join("nope.key")),
         legacy_clients: true,
     };
     let err = passport::tls_server_config(&missing).unwrap_err();
@@ -794,8 +794,8 @@ async fn bad_tls_files_are_reported() {
     );
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     let empty = TlsConfig {
-        certificate: dir.path().join("empty.pem"),
-        private_key: dir.path().join("empty.pem"),
+        certificate: Some(dir.path().join("empty.pem")),
+        private_key: Some(dir.path().join("empty.pem")),
         legacy_clients: true,
     };
     assert!(passport::tls_server_config(&empty).is_err());

@@ -33,8 +33,9 @@ async fn start_wlm(edit: impl FnOnce(&mut msngate::config::Config)) -> Wlm {
     std::fs::write(&private_key, certified.signing_key.serialize_pem()).unwrap();
     let server = start_with(|c| {
         c.http.tls = Some(TlsConfig {
-            certificate,
-            private_key,
+            certificate: Some(certificate),
+            private_key: Some(private_key),
+            legacy_clients: false,
         });
         edit(c);
     })

@@ -4,6 +4,7 @@ pub mod connection;
 pub mod notification;
 pub mod ops;
 pub mod passport;
+pub mod setup;
 pub mod soap;
 pub mod switchboard;
 

@@ -102,28 +102,29 @@ pub fn legacy_context(tls: &TlsConfig) -> anyhow::Result<Option<SslContext>> {
     if !tls.legacy_clients {
         return Ok(None);
     }
-    let pem = std::fs::read(&tls.private_key).with_context(|| {
-        format!(
-            "http.tls.private_key: cannot read {}",
-            tls.private_key.display()
-        )
-    })?;
+    // Resolved by `certs::resolve_http_tls` (msngate's own files when the
+    // operator named none) before the listener gets here.
+    let Some(key_path) = tls.private_key.as_deref() else {
+        anyhow::bail!("http.tls.private_key: no key file");
+    };
+    let pem = std::fs::read(key_path)
+        .with_context(|| format!("http.tls.private_key: cannot read {}", key_path.display()))?;
     let key = PKey::private_key_from_pem(&pem).with_context(|| {
         format!(
             "http.tls.private_key: OpenSSL cannot read the key in {}",
-            tls.private_key.display()
+            key_path.display()
         )
     })?;
     if key.id() != Id::RSA {
         // The context is built at the start check and again by the
         // listener: one warning per key file is enough.
         let mut warned = NOT_RSA_WARNED.lock();
-        if warned.contains(&tls.private_key) {
+        if warned.iter().any(|p| p == key_path) {
             return Ok(None);
         }
-        warned.push(tls.private_key.clone());
+        warned.push(key_path.to_path_buf());
         warn!(
-            private_key = %tls.private_key.display(),
+            private_key = %key_path.display(),
             key_type = ?key.id(),
             "http.tls: the key is not RSA, so TLS 1.0/1.1 clients (Windows XP) cannot sign in; \
              use an RSA certificate for them, or set http.tls.legacy_clients: false to silence this"
@@ -143,16 +144,19 @@ pub fn legacy_context(tls: &TlsConfig) -> anyhow::Result<Option<SslContext>> {
             "http.tls.legacy_clients: this build's OpenSSL lacks some of Windows XP's suites"
         );
     }
+    let Some(certificate) = tls.certificate.as_deref() else {
+        anyhow::bail!("http.tls.certificate: no certificate file");
+    };
     let mut builder = legacy_builder()?;
     builder
         .set_cipher_list(&available.join(":"))
         .context("OpenSSL: cannot set the legacy cipher suites")?;
     builder
-        .set_certificate_chain_file(&tls.certificate)
+        .set_certificate_chain_file(certificate)
         .with_context(|| {
             format!(
                 "http.tls.certificate: OpenSSL cannot read the chain in {}",
-                tls.certificate.display()
+                certificate.display()
             )
         })?;
     builder
